@@ -1,0 +1,118 @@
+// The command line: `npm run cli -- <command>` (or `node dist/src/cli.js <command>`).
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config.js';
+import { migrate, openDatabase, type Database } from './db/orm.js';
+import { printSchemaText } from './graphql/schema.js';
+import { ApiKeyService } from './modules/api-keys/api-key.service.js';
+
+const HELP = `Usage: gateway-cli <command> [options]
+
+Commands:
+  migrate                                  apply pending database migrations
+  api-key create --tenant T --name N       create an API key for tenant T (printed once)
+  api-key list --tenant T                  list the tenant's active API keys
+  api-key revoke --tenant T --id ID        revoke an API key at once
+  schema print [--out FILE]                print the GraphQL schema (default: stdout)
+  schema check [--file FILE]               exit 1 when FILE (default schema.graphql) is stale
+
+The database comes from DATABASE_URL, or the embedded database in DATA_DIR (stop the server
+first: the embedded database serves one process at a time).
+`;
+
+async function withDatabase<T>(fn: (db: Database, applied: string[]) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const db = await openDatabase(config, { poolMax: 2 });
+  try {
+    const applied = await migrate(db);
+    return await fn(db, applied);
+  } finally {
+    await db.close();
+  }
+}
+
+function required(values: Record<string, unknown>, name: string): string {
+  const v = values[name];
+  if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+class UsageError extends Error {}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      tenant: { type: 'string' },
+      name: { type: 'string' },
+      id: { type: 'string' },
+      out: { type: 'string' },
+      file: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, sub] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  switch (`${command} ${sub ?? ''}`.trim()) {
+    case 'migrate': {
+      const applied = await withDatabase(async (_db, names) => names);
+      process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'migrations up to date\n');
+      return 0;
+    }
+    case 'api-key create': {
+      const tenant = required(values, 'tenant');
+      const name = required(values, 'name');
+      const created = await withDatabase((db) => new ApiKeyService(db.orm.em.fork()).create(tenant, name));
+      process.stdout.write(`${created.key}\n`);
+      process.stderr.write(`created ${created.apiKey.id} for tenant ${tenant}; the key is shown only this once\n`);
+      return 0;
+    }
+    case 'api-key list': {
+      const tenant = required(values, 'tenant');
+      const keys = await withDatabase((db) => new ApiKeyService(db.orm.em.fork()).list(tenant));
+      for (const k of keys) {
+        process.stdout.write(`${k.id}\t${k.prefix}…\t${k.name}\t${k.createdAt.toISOString()}\t${k.lastUsedAt?.toISOString() ?? '-'}\n`);
+      }
+      return 0;
+    }
+    case 'api-key revoke': {
+      const tenant = required(values, 'tenant');
+      const id = required(values, 'id');
+      await withDatabase((db) => new ApiKeyService(db.orm.em.fork()).revoke(tenant, id));
+      process.stdout.write(`revoked ${id}\n`);
+      return 0;
+    }
+    case 'schema print': {
+      const text = printSchemaText();
+      if (values.out) await writeFile(values.out, text);
+      else process.stdout.write(text);
+      return 0;
+    }
+    case 'schema check': {
+      const file = values.file ?? path.resolve('schema.graphql');
+      const current = await readFile(file, 'utf8').catch(() => '');
+      if (current !== printSchemaText()) {
+        process.stderr.write(`${file} is stale: run \`npm run schema:print\`\n`);
+        return 1;
+      }
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command "${positionals.join(' ')}"`);
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) process.stderr.write(`${err.message}\n\n${HELP}`);
+    else if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
+    else process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  },
+);

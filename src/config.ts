@@ -1,0 +1,198 @@
+// The only reader of process.env. Every setting is validated here, and an invalid environment is
+// reported as one error that names every problem, so an operator fixes them all in one go.
+import { z } from 'zod';
+import { parseDuration, parseDurationList } from './duration.js';
+
+export type Role = 'all' | 'api' | 'worker';
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  encryptionKey: string | undefined;
+  jwt: {
+    secret: string | undefined;
+    jwksUrl: string | undefined;
+    issuer: string | undefined;
+    audience: string | undefined;
+    tenantClaim: string;
+  };
+  role: Role;
+  workerConcurrency: number;
+  maxInFlightPerWebhook: number;
+  pollIntervalMs: number;
+  webhookTimeoutMs: number;
+  retryScheduleMs: number[];
+  allowInsecureUrls: boolean;
+  rateLimitPerMinute: number;
+  allowedOrigins: string[];
+  metricsToken: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  maxBodyBytes: number;
+  maxEventBytes: number;
+  attemptRetentionMs: number;
+  responseBodyLimitBytes: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      try {
+        return parseDuration(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    });
+
+const integer = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((v, ctx) => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const boolean = (fallback: boolean) =>
+  z
+    .string()
+    .default(String(fallback))
+    .transform((v, ctx) => {
+      const s = v.trim().toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(s)) return true;
+      if (['false', '0', 'no', 'off', ''].includes(s)) return false;
+      ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+      return z.NEVER;
+    });
+
+const url = (protocols: string[]) =>
+  optionalString.refine(
+    (v) => {
+      if (v === undefined) return true;
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL (${protocols.join(' or ')})` },
+  );
+
+const envSchema = z.object({
+  PORT: integer(8080, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  DATABASE_URL: url(['postgres:', 'postgresql:']),
+  DATA_DIR: z.string().min(1).default('./.data'),
+  ENCRYPTION_KEY: optionalString.refine((v) => v === undefined || /^[0-9a-fA-F]{64}$/.test(v), {
+    message: 'must be 64 hexadecimal characters (32 bytes)',
+  }),
+  JWT_SECRET: optionalString,
+  JWT_JWKS_URL: url(['https:', 'http:']),
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  JWT_TENANT_CLAIM: z.string().min(1).default('sub'),
+  ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  WORKER_CONCURRENCY: integer(32, 1, 1024),
+  WORKER_MAX_IN_FLIGHT_PER_WEBHOOK: integer(4, 1, 1024),
+  WORKER_POLL_INTERVAL: duration('1s'),
+  WEBHOOK_TIMEOUT: duration('10s'),
+  WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .default('5m,30m,2h')
+    .transform((v, ctx) => {
+      try {
+        return parseDurationList(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  WEBHOOK_ALLOW_INSECURE_URLS: boolean(false),
+  RATE_LIMIT_PER_MINUTE: integer(600, 0, 1_000_000),
+  ALLOWED_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  METRICS_TOKEN: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAX_BODY_BYTES: integer(1_048_576, 1024, 100 * 1_048_576),
+  MAX_EVENT_BYTES: integer(262_144, 1024, 100 * 1_048_576),
+  ATTEMPT_RETENTION: duration('30d'),
+  RESPONSE_BODY_LIMIT_BYTES: integer(4096, 0, 1_048_576),
+});
+
+/** Reads and validates the environment; throws ConfigError naming every problem. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`),
+    );
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  if (e.JWT_SECRET !== undefined && e.JWT_JWKS_URL !== undefined) {
+    problems.push('JWT_SECRET and JWT_JWKS_URL: set one of them, not both');
+  }
+  if (e.DATABASE_URL !== undefined && e.ENCRYPTION_KEY === undefined) {
+    problems.push(
+      'ENCRYPTION_KEY: required with DATABASE_URL (64 hex characters, e.g. from `openssl rand -hex 32`); it encrypts webhook secrets at rest',
+    );
+  }
+  if (e.WEBHOOK_TIMEOUT <= 0) problems.push('WEBHOOK_TIMEOUT: must be above zero');
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    encryptionKey: e.ENCRYPTION_KEY?.toLowerCase(),
+    jwt: {
+      secret: e.JWT_SECRET,
+      jwksUrl: e.JWT_JWKS_URL,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      tenantClaim: e.JWT_TENANT_CLAIM,
+    },
+    role: e.ROLE,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    maxInFlightPerWebhook: e.WORKER_MAX_IN_FLIGHT_PER_WEBHOOK,
+    pollIntervalMs: e.WORKER_POLL_INTERVAL,
+    webhookTimeoutMs: e.WEBHOOK_TIMEOUT,
+    retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
+    allowInsecureUrls: e.WEBHOOK_ALLOW_INSECURE_URLS,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    allowedOrigins: e.ALLOWED_ORIGINS,
+    metricsToken: e.METRICS_TOKEN,
+    logLevel: e.LOG_LEVEL,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    maxEventBytes: e.MAX_EVENT_BYTES,
+    attemptRetentionMs: e.ATTEMPT_RETENTION,
+    responseBodyLimitBytes: e.RESPONSE_BODY_LIMIT_BYTES,
+  };
+}

@@ -1,0 +1,10 @@
+import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
+import { builder } from './builder.js';
+import '../modules/webhooks/webhook.graphql.js';
+import '../modules/api-keys/api-key.graphql.js';
+
+export const schema: GraphQLSchema = builder.toSchema();
+
+export function printSchemaText(): string {
+  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+}

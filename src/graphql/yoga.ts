@@ -1,0 +1,36 @@
+import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import type { Logger } from 'pino';
+import type { AppError } from '../errors.js';
+import type { RequestContextFactory } from '../request-context.js';
+import { toGraphQLError } from './errors.js';
+import { schema } from './schema.js';
+
+export function createGraphQLServer(deps: {
+  contextFactory: RequestContextFactory;
+  logger: Logger;
+}): YogaServerInstance<Record<string, never>, Record<string, unknown>> {
+  return createYoga({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: false,
+    graphiql: { title: 'InfraAudit webhook gateway' },
+    maskedErrors: {
+      maskError: (error) => toGraphQLError(error, (err) => deps.logger.error({ err }, 'graphql resolver failed')),
+    },
+    context: async ({ request }) => {
+      const url = new URL(request.url);
+      try {
+        return await deps.contextFactory.forRequest({
+          authorization: request.headers.get('authorization'),
+          queryToken: url.searchParams.get('token'),
+          requestId: request.headers.get('x-request-id'),
+          idempotencyKey: request.headers.get('idempotency-key'),
+          allowAnonymous: true,
+        });
+      } catch (err) {
+        throw toGraphQLError(err as AppError, (e) => deps.logger.error({ err: e }, 'graphql context failed'));
+      }
+    },
+  }) as unknown as YogaServerInstance<Record<string, never>, Record<string, unknown>>;
+}

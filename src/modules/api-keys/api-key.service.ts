@@ -1,0 +1,66 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { apiKeyPrefix, generateApiKey, hashApiKey } from '../../crypto/api-key-token.js';
+import { AppError, notFound } from '../../errors.js';
+import { isId, newId } from '../../ids.js';
+import { ApiKeySchema, type ApiKey } from './api-key.entity.js';
+
+// last_used_at is a hint for humans; writing it at most once a minute keeps authentication from
+// turning every request into a write.
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+/** Looks a presented key up by hash; revoked keys are not found. */
+export async function findActiveApiKey(em: EntityManager, key: string): Promise<ApiKey | null> {
+  const found = await em.findOne(ApiKeySchema, { keyHash: hashApiKey(key), revokedAt: null });
+  if (found) {
+    const now = new Date();
+    if (!found.lastUsedAt || now.getTime() - found.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
+      await em.nativeUpdate(ApiKeySchema, { id: found.id }, { lastUsedAt: now });
+    }
+  }
+  return found;
+}
+
+export interface CreatedApiKey {
+  apiKey: ApiKey;
+  key: string;
+}
+
+export class ApiKeyService {
+  constructor(private readonly em: EntityManager) {}
+
+  async list(tenantId: string): Promise<ApiKey[]> {
+    return this.em.find(ApiKeySchema, { tenantId, revokedAt: null }, { orderBy: { seq: 'desc' } });
+  }
+
+  async create(tenantId: string, name: string): Promise<CreatedApiKey> {
+    const trimmed = name.trim();
+    if (trimmed === '') throw new AppError('BAD_REQUEST', 'name is required', { field: 'name' });
+    if (trimmed.length > 255) {
+      throw new AppError('VALIDATION_ERROR', 'name must be at most 255 characters', { field: 'name' });
+    }
+    const key = generateApiKey();
+    const now = new Date();
+    const apiKey = this.em.create(ApiKeySchema, {
+      id: newId('key'),
+      tenantId,
+      name: trimmed,
+      prefix: apiKeyPrefix(key),
+      keyHash: hashApiKey(key),
+      createdAt: now,
+      lastUsedAt: null,
+      revokedAt: null,
+    });
+    await this.em.flush();
+    return { apiKey, key };
+  }
+
+  async revoke(tenantId: string, id: string): Promise<void> {
+    if (!isId('key', id)) throw notFound('API key');
+    const updated = await this.em.nativeUpdate(
+      ApiKeySchema,
+      { id, tenantId, revokedAt: null },
+      { revokedAt: new Date() },
+    );
+    if (updated === 0) throw notFound('API key');
+  }
+}

@@ -1,0 +1,114 @@
+import { requireTenant } from '../../auth/viewer.js';
+import { builder } from '../../graphql/builder.js';
+import { EVENT_TYPES } from '../events/event-types.js';
+import type { Webhook } from './webhook.entity.js';
+import type { CreatedWebhook } from './webhook.service.js';
+
+export const WebhookRef = builder.objectRef<Webhook>('Webhook');
+
+const DeliveryOutcome = builder.enumType('DeliveryOutcome', {
+  description: 'How the most recent delivery attempt to a webhook ended.',
+  values: ['success', 'failed'] as const,
+});
+
+WebhookRef.implement({
+  description: 'An HTTPS endpoint subscribed to InfraAudit events. The signing secret is never part of it.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    name: t.exposeString('name'),
+    url: t.exposeString('url'),
+    events: t.exposeStringList('events', { description: 'Subscribed event types, in the order given.' }),
+    enabled: t.exposeBoolean('enabled', { description: 'Disabled webhooks receive nothing.' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    lastDeliveryStatus: t.field({
+      type: DeliveryOutcome,
+      nullable: true,
+      resolve: (w) => w.lastDeliveryStatus ?? null,
+    }),
+    lastDeliveryAt: t.expose('lastDeliveryAt', { type: 'DateTime', nullable: true }),
+  }),
+});
+
+const EventTypeRef = builder
+  .objectRef<{ event: string; description: string }>('WebhookEventType')
+  .implement({
+    description: 'An event type a webhook can subscribe to.',
+    fields: (t) => ({
+      event: t.exposeString('event'),
+      description: t.exposeString('description'),
+    }),
+  });
+
+const CreateWebhookPayload = builder.objectRef<CreatedWebhook>('CreateWebhookPayload').implement({
+  fields: (t) => ({
+    webhook: t.field({ type: WebhookRef, resolve: (p) => p.webhook }),
+    secret: t.exposeString('secret', {
+      description: 'The signing secret. Shown here once and never again: store it now.',
+    }),
+  }),
+});
+
+const CreateWebhookInput = builder.inputType('CreateWebhookInput', {
+  fields: (t) => ({
+    name: t.string({ required: true, description: '1 to 255 characters.' }),
+    url: t.string({ required: true, description: 'An absolute https URL on a public address.' }),
+    events: t.stringList({ required: true, description: 'Known event types; duplicates are removed.' }),
+    enabled: t.boolean({ required: false, description: 'Defaults to true.' }),
+    secret: t.string({
+      required: false,
+      description: 'Your own signing secret (whsec_ + base64 of 24 bytes); generated when absent.',
+    }),
+  }),
+});
+
+const UpdateWebhookInput = builder.inputType('UpdateWebhookInput', {
+  description: 'Partial update: absent fields are left as they are. The secret cannot be changed.',
+  fields: (t) => ({
+    name: t.string({ required: false }),
+    url: t.string({ required: false }),
+    events: t.stringList({ required: false }),
+    enabled: t.boolean({ required: false }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  webhooks: t.field({
+    type: [WebhookRef],
+    description: "The viewer's webhooks, newest first.",
+    resolve: (_root, _args, ctx) => ctx.services.webhooks.list(requireTenant(ctx.viewer)),
+  }),
+  webhook: t.field({
+    type: WebhookRef,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => ctx.services.webhooks.get(requireTenant(ctx.viewer), String(id)),
+  }),
+  webhookEventTypes: t.field({
+    type: [EventTypeRef],
+    description: 'Every event type a webhook can subscribe to.',
+    resolve: () => [...EVENT_TYPES],
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  createWebhook: t.field({
+    type: CreateWebhookPayload,
+    args: { input: t.arg({ type: CreateWebhookInput, required: true }) },
+    resolve: (_root, { input }, ctx) => ctx.services.webhooks.create(requireTenant(ctx.viewer), input),
+  }),
+  updateWebhook: t.field({
+    type: WebhookRef,
+    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWebhookInput, required: true }) },
+    resolve: (_root, { id, input }, ctx) =>
+      ctx.services.webhooks.update(requireTenant(ctx.viewer), String(id), input),
+  }),
+  deleteWebhook: t.field({
+    type: 'Boolean',
+    description: 'Deletes the webhook and cancels its pending retries.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      await ctx.services.webhooks.delete(requireTenant(ctx.viewer), String(id));
+      return true;
+    },
+  }),
+}));

@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { AppError } from '../../errors.js';
+import type { RestRoute } from '../../rest/route.js';
+
+const WEBHOOK_FIELDS = 'id name url events enabled createdAt updatedAt lastDeliveryStatus lastDeliveryAt';
+
+// Types are checked here so that wrong JSON types are 400 before GraphQL sees them (GraphQL would
+// otherwise coerce a lone string into a one-element list). Values are the service's business.
+const createBody = z.object({
+  name: z.string({ error: 'name is required and must be a string' }),
+  url: z.string({ error: 'url is required and must be a string' }),
+  events: z.array(z.string({ error: 'events must be an array of strings' }), {
+    error: 'events is required and must be an array of strings',
+  }),
+  enabled: z.boolean({ error: 'enabled must be a boolean' }).optional(),
+  secret: z.string({ error: 'secret must be a string' }).optional(),
+});
+
+const updateBody = z
+  .object({
+    name: z.string({ error: 'name must be a string' }).optional(),
+    url: z.string({ error: 'url must be a string' }).optional(),
+    events: z.array(z.string({ error: 'events must be an array of strings' }), { error: 'events must be an array of strings' }).optional(),
+    enabled: z.boolean({ error: 'enabled must be a boolean' }).optional(),
+    secret: z.unknown().optional(),
+  });
+
+export const webhookRoutes: RestRoute[] = [
+  {
+    method: 'GET',
+    path: '/api/v1/webhooks',
+    operation: `query ListWebhooks { webhooks { ${WEBHOOK_FIELDS} } }`,
+    status: 200,
+    result: (data) => data['webhooks'],
+  },
+  {
+    method: 'POST',
+    path: '/api/v1/webhooks',
+    operation: `mutation CreateWebhook($input: CreateWebhookInput!) {
+      createWebhook(input: $input) { secret webhook { ${WEBHOOK_FIELDS} } }
+    }`,
+    body: createBody,
+    variables: ({ body }) => ({ input: body }),
+    status: 201,
+    result: (data) => {
+      const payload = data['createWebhook'] as { webhook: Record<string, unknown>; secret: string };
+      return { ...payload.webhook, secret: payload.secret };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/webhooks/events',
+    operation: `query WebhookEventTypes { webhookEventTypes { event description } }`,
+    status: 200,
+    result: (data) => ({ events: data['webhookEventTypes'] }),
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/webhooks/:id',
+    operation: `query GetWebhook($id: ID!) { webhook(id: $id) { ${WEBHOOK_FIELDS} } }`,
+    variables: ({ params }) => ({ id: params['id'] }),
+    status: 200,
+    result: (data) => data['webhook'],
+  },
+  {
+    method: 'PUT',
+    path: '/api/v1/webhooks/:id',
+    operation: `mutation UpdateWebhook($id: ID!, $input: UpdateWebhookInput!) {
+      updateWebhook(id: $id, input: $input) { ${WEBHOOK_FIELDS} }
+    }`,
+    body: updateBody,
+    variables: ({ params, body }) => {
+      if ('secret' in body) {
+        throw new AppError('VALIDATION_ERROR', 'secret cannot be changed; create a new webhook to rotate it', {
+          field: 'secret',
+        });
+      }
+      return { id: params['id'], input: body };
+    },
+    status: 200,
+    result: (data) => data['updateWebhook'],
+  },
+  {
+    method: 'DELETE',
+    path: '/api/v1/webhooks/:id',
+    operation: `mutation DeleteWebhook($id: ID!) { deleteWebhook(id: $id) }`,
+    variables: ({ params }) => ({ id: params['id'] }),
+    status: 204,
+  },
+];

@@ -1,0 +1,153 @@
+// Subscription management. The only place that decides what a valid webhook is: GraphQL
+// resolvers and the REST routes both land here.
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { generateWebhookSecret, isWebhookSecret, type SecretBox } from '../../crypto/secrets.js';
+import { AppError, notFound } from '../../errors.js';
+import { isId, newId } from '../../ids.js';
+import { isEventType } from '../events/event-types.js';
+import { checkWebhookUrl } from './url-policy.js';
+import { WebhookSchema, type Webhook } from './webhook.entity.js';
+
+export interface WebhookInput {
+  name?: string | null;
+  url?: string | null;
+  events?: readonly string[] | null;
+  enabled?: boolean | null;
+  secret?: string | null;
+}
+
+export interface CreatedWebhook {
+  webhook: Webhook;
+  secret: string;
+}
+
+export interface WebhookServiceDeps {
+  secretBox: SecretBox;
+  allowInsecureUrls: boolean;
+  /** Called inside the create transaction so the verification ping is queued with the webhook. */
+  onCreated?: (em: EntityManager, webhook: Webhook) => Promise<void>;
+}
+
+const NAME_MAX = 255;
+
+const required = (field: string) => new AppError('BAD_REQUEST', `${field} is required`, { field });
+const invalid = (field: string, message: string) => new AppError('VALIDATION_ERROR', message, { field });
+
+function checkName(name: string): string {
+  if (name.trim() === '') throw required('name');
+  if ([...name].length > NAME_MAX) throw invalid('name', `name must be at most ${NAME_MAX} characters`);
+  return name;
+}
+
+function checkUrl(url: string, allowInsecure: boolean): string {
+  if (url.trim() === '') throw required('url');
+  const result = checkWebhookUrl(url, allowInsecure);
+  if (!result.ok) throw invalid('url', result.message);
+  return result.url;
+}
+
+function checkEvents(events: readonly string[]): string[] {
+  if (events.length === 0) throw required('events');
+  const seen = new Set<string>();
+  for (const [i, name] of events.entries()) {
+    if (!isEventType(name)) {
+      throw new AppError('VALIDATION_ERROR', `events[${i}] is not a known event type: ${JSON.stringify(name)}`, {
+        field: 'events',
+        index: i,
+      });
+    }
+    seen.add(name);
+  }
+  return [...seen];
+}
+
+export class WebhookService {
+  constructor(
+    private readonly em: EntityManager,
+    private readonly deps: WebhookServiceDeps,
+  ) {}
+
+  async list(tenantId: string): Promise<Webhook[]> {
+    return this.em.find(WebhookSchema, { tenantId }, { orderBy: { seq: 'desc' } });
+  }
+
+  /** Another tenant's id, an unknown id and a malformed id are all the same NOT_FOUND. */
+  async get(tenantId: string, id: string): Promise<Webhook> {
+    if (!isId('wh', id)) throw notFound('webhook');
+    const webhook = await this.em.findOne(WebhookSchema, { id, tenantId });
+    if (!webhook) throw notFound('webhook');
+    return webhook;
+  }
+
+  async create(tenantId: string, input: WebhookInput): Promise<CreatedWebhook> {
+    if (input.name === undefined || input.name === null) throw required('name');
+    if (input.url === undefined || input.url === null) throw required('url');
+    if (input.events === undefined || input.events === null) throw required('events');
+    const name = checkName(input.name);
+    const url = checkUrl(input.url, this.deps.allowInsecureUrls);
+    const events = checkEvents(input.events);
+    if (input.secret !== undefined && input.secret !== null && !isWebhookSecret(input.secret)) {
+      throw invalid('secret', 'secret must be "whsec_" followed by the base64 of 24 bytes (32 characters)');
+    }
+    const secret = input.secret ?? generateWebhookSecret();
+    const now = new Date();
+    return this.em.transactional(async (em) => {
+      const webhook = em.create(WebhookSchema, {
+        id: newId('wh'),
+        tenantId,
+        name,
+        url,
+        events,
+        enabled: input.enabled ?? true,
+        secretEncrypted: this.deps.secretBox.encrypt(secret),
+        createdAt: now,
+        updatedAt: now,
+        lastDeliveryStatus: null,
+        lastDeliveryAt: null,
+      });
+      await em.flush();
+      await this.deps.onCreated?.(em, webhook);
+      return { webhook, secret };
+    });
+  }
+
+  async update(tenantId: string, id: string, input: WebhookInput): Promise<Webhook> {
+    const webhook = await this.get(tenantId, id);
+    if (input.secret !== undefined) {
+      throw invalid('secret', 'secret cannot be changed; create a new webhook to rotate it');
+    }
+    const changes: Partial<Pick<Webhook, 'name' | 'url' | 'events' | 'enabled'>> = {};
+    if (input.name !== undefined) {
+      if (input.name === null) throw required('name');
+      changes.name = checkName(input.name);
+    }
+    if (input.url !== undefined) {
+      if (input.url === null) throw required('url');
+      changes.url = checkUrl(input.url, this.deps.allowInsecureUrls);
+    }
+    if (input.events !== undefined) {
+      if (input.events === null) throw required('events');
+      changes.events = checkEvents(input.events);
+    }
+    if (input.enabled !== undefined) {
+      if (input.enabled === null) throw new AppError('BAD_REQUEST', 'enabled must be a boolean', { field: 'enabled' });
+      changes.enabled = input.enabled;
+    }
+    if (Object.keys(changes).length > 0) {
+      this.em.assign(webhook, { ...changes, updatedAt: new Date() });
+      await this.em.flush();
+    }
+    return webhook;
+  }
+
+  async delete(tenantId: string, id: string): Promise<void> {
+    const webhook = await this.get(tenantId, id);
+    // Deliveries and attempts go with the webhook (on delete cascade), which also takes every
+    // pending retry out of the queue in the same statement.
+    await this.em.nativeDelete(WebhookSchema, { id: webhook.id, tenantId });
+  }
+
+  decryptSecret(webhook: Webhook): string {
+    return this.deps.secretBox.decrypt(webhook.secretEncrypted);
+  }
+}
