@@ -69,6 +69,11 @@ export class Migration20261128000000_initial extends Migration {
     this.addSql(
       `create index delivery_due_idx on delivery (next_attempt_at) where status = 'pending';`,
     );
+    // Per-webhook heads of the queue: the claim takes the oldest due rows of each webhook and
+    // counts each webhook's leased rows, both through this index.
+    this.addSql(
+      `create index delivery_pending_webhook_idx on delivery (webhook_id, next_attempt_at) where status = 'pending';`,
+    );
     this.addSql(`create index delivery_webhook_idx on delivery (webhook_id);`);
     this.addSql(`create index delivery_event_idx on delivery (event_id);`);
 

@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { createAuthenticator } from './auth/authenticator.js';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
+import type { Notifier } from './db/notifier.js';
+import type { Deliverer } from './delivery/deliverer.js';
 import { schema } from './graphql/schema.js';
 import { createGraphQLServer } from './graphql/yoga.js';
 import { createRequestContextFactory, requestIdFrom } from './request-context.js';
@@ -17,6 +19,8 @@ export interface AppDeps {
   config: Config;
   orm: MikroORM;
   secretBox: SecretBox;
+  notifier: Notifier;
+  deliverer: Deliverer;
   logger: Logger;
 }
 

@@ -1,5 +1,6 @@
-// Assembles a running gateway from a Config: database (migrated), encryption key, HTTP server.
-// main.ts and the tests both start gateways through here; only main.ts exits or traps signals.
+// Assembles a running gateway from a Config: database (migrated), encryption key, notifier, the
+// HTTP server (api role) and the delivery scheduler (worker role). main.ts and the tests both
+// start gateways through here; only main.ts exits or traps signals.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -7,13 +8,19 @@ import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { resolveEncryptionKey } from './crypto/encryption-key.js';
 import { createSecretBox } from './crypto/secrets.js';
+import { createLocalNotifier, createPostgresNotifier, type Notifier } from './db/notifier.js';
 import { migrate, openDatabase, type Database } from './db/orm.js';
+import { createDeliverer } from './delivery/deliverer.js';
+import { createScheduler, type Scheduler } from './delivery/scheduler.js';
+import { createSender } from './delivery/sender.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
 
 export interface Gateway {
   config: Config;
   db: Database;
+  notifier: Notifier;
   server: Server | undefined;
+  scheduler: Scheduler | undefined;
   /** http://host:port of the API, when this process serves it. */
   url: string | undefined;
   /** The development API key, on the first start of an embedded gateway without JWT settings. */
@@ -21,8 +28,34 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** Leases outlive the HTTP timeout by this much, so a live worker never loses one mid-send. */
+const LEASE_MARGIN_MS = 30_000;
+
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
   const db = await openDatabase(config, { poolMax: config.workerConcurrency + 10 });
+  let notifier: Notifier | undefined;
+  let server: Server | undefined;
+  let scheduler: Scheduler | undefined;
+  const sender = createSender({
+    timeoutMs: config.webhookTimeoutMs,
+    allowInsecureUrls: config.allowInsecureUrls,
+    responseBodyLimitBytes: config.responseBodyLimitBytes,
+  });
+
+  async function close() {
+    if (server) {
+      const s = server;
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeIdleConnections();
+      });
+    }
+    await scheduler?.stop(config.webhookTimeoutMs + 1_000);
+    sender.close();
+    await notifier?.close();
+    await db.close();
+  }
+
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
@@ -32,41 +65,53 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     const developmentKey =
       db.embedded && !jwtConfigured ? await ensureDevelopmentApiKey(db.orm.em.fork()) : undefined;
 
-    let server: Server | undefined;
+    notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger });
+    const deliverer = createDeliverer({
+      orm: db.orm,
+      sender,
+      secretBox,
+      notifier,
+      retryScheduleMs: config.retryScheduleMs,
+      logger,
+    });
+
+    if (config.role !== 'api') {
+      scheduler = createScheduler({
+        orm: db.orm,
+        notifier,
+        deliverer,
+        logger,
+        options: {
+          concurrency: config.workerConcurrency,
+          perWebhookCap: config.maxInFlightPerWebhook,
+          pollIntervalMs: config.pollIntervalMs,
+          leaseMs: config.webhookTimeoutMs + LEASE_MARGIN_MS,
+          attemptRetentionMs: config.attemptRetentionMs,
+        },
+      });
+      scheduler.start();
+    }
+
     let url: string | undefined;
     if (config.role !== 'worker') {
-      const app = createApp({ config, orm: db.orm, secretBox, logger });
-      server = createServer((req, res) => app.handle(req, res));
-      server.headersTimeout = 30_000;
-      server.requestTimeout = 60_000;
-      server.keepAliveTimeout = 5_000;
+      const app = createApp({ config, orm: db.orm, secretBox, notifier, deliverer, logger });
+      const s = createServer((req, res) => app.handle(req, res));
+      server = s;
+      s.headersTimeout = 30_000;
+      s.requestTimeout = 60_000;
+      s.keepAliveTimeout = 5_000;
       await new Promise<void>((resolve, reject) => {
-        server!.once('error', reject);
-        server!.listen(config.port, config.host, () => resolve());
+        s.once('error', reject);
+        s.listen(config.port, config.host, () => resolve());
       });
-      const address = server.address() as AddressInfo;
+      const address = s.address() as AddressInfo;
       const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
       url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     }
 
-    return {
-      config,
-      db,
-      server,
-      url,
-      developmentKey,
-      async close() {
-        if (server) {
-          await new Promise<void>((resolve) => {
-            server!.close(() => resolve());
-            server!.closeIdleConnections();
-          });
-        }
-        await db.close();
-      },
-    };
+    return { config, db, notifier, server, scheduler, url, developmentKey, close };
   } catch (err) {
-    await db.close();
+    await close().catch(() => undefined);
     throw err;
   }
 }

@@ -2,6 +2,8 @@ import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphq
 import { builder } from './builder.js';
 import '../modules/webhooks/webhook.graphql.js';
 import '../modules/api-keys/api-key.graphql.js';
+import '../modules/events/event.graphql.js';
+import '../modules/deliveries/delivery.graphql.js';
 
 export const schema: GraphQLSchema = builder.toSchema();
 

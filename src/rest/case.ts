@@ -1,7 +1,8 @@
 const camelToSnake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-// These hold user or wire data (HTTP headers, event payloads) whose keys are not ours to rename.
-const OPAQUE = new Set(['requestHeaders', 'responseHeaders', 'data']);
+// These hold wire data (HTTP headers) whose keys are not ours to rename, or, for `pagination`,
+// the documented shape is camelCase ({page, pageSize, total, totalPages}).
+const OPAQUE = new Set(['requestHeaders', 'responseHeaders', 'pagination']);
 
 /** Renames GraphQL's camelCase keys to the documented snake_case, recursively. */
 export function toSnakeCase(value: unknown): unknown {

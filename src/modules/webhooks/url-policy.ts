@@ -35,6 +35,11 @@ export function checkWebhookUrl(raw: string, allowInsecure: boolean): UrlCheck {
   if (!(url.protocol === 'https:' || (allowInsecure && url.protocol === 'http:'))) {
     return fail(allowInsecure ? 'url must use http or https' : 'url must use https');
   }
+  // For http(s) the parser also reads `https:host`, `https:///host` and backslashes as if they
+  // were `https://host/`, so the stored text would name another host than the one delivered to.
+  if (!/^https?:\/\/[^/\\]/i.test(raw)) {
+    return fail('url is not a valid absolute URL');
+  }
   // Credentials in a URL end up in logs and in the delivery list shown to
   // users; receivers must authenticate deliveries via the signature instead.
   if (url.username !== '' || url.password !== '') {

@@ -6,7 +6,7 @@ import type { CreatedWebhook } from './webhook.service.js';
 
 export const WebhookRef = builder.objectRef<Webhook>('Webhook');
 
-const DeliveryOutcome = builder.enumType('DeliveryOutcome', {
+export const DeliveryOutcomeEnum = builder.enumType('DeliveryOutcome', {
   description: 'How the most recent delivery attempt to a webhook ended.',
   values: ['success', 'failed'] as const,
 });
@@ -22,7 +22,7 @@ WebhookRef.implement({
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     lastDeliveryStatus: t.field({
-      type: DeliveryOutcome,
+      type: DeliveryOutcomeEnum,
       nullable: true,
       resolve: (w) => w.lastDeliveryStatus ?? null,
     }),

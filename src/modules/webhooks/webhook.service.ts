@@ -4,6 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { generateWebhookSecret, isWebhookSecret, type SecretBox } from '../../crypto/secrets.js';
 import { AppError, notFound } from '../../errors.js';
 import { isId, newId } from '../../ids.js';
+import { cancelPendingForWebhook } from '../../delivery/queue.js';
 import { isEventType } from '../events/event-types.js';
 import { checkWebhookUrl } from './url-policy.js';
 import { WebhookSchema, type Webhook } from './webhook.entity.js';
@@ -26,6 +27,8 @@ export interface WebhookServiceDeps {
   allowInsecureUrls: boolean;
   /** Called inside the create transaction so the verification ping is queued with the webhook. */
   onCreated?: (em: EntityManager, webhook: Webhook) => Promise<void>;
+  /** Called after a commit that queued something to send. */
+  afterCommit?: () => Promise<unknown>;
 }
 
 const NAME_MAX = 255;
@@ -91,7 +94,7 @@ export class WebhookService {
     }
     const secret = input.secret ?? generateWebhookSecret();
     const now = new Date();
-    return this.em.transactional(async (em) => {
+    const created = await this.em.transactional(async (em) => {
       const webhook = em.create(WebhookSchema, {
         id: newId('wh'),
         tenantId,
@@ -109,6 +112,8 @@ export class WebhookService {
       await this.deps.onCreated?.(em, webhook);
       return { webhook, secret };
     });
+    await this.deps.afterCommit?.();
+    return created;
   }
 
   async update(tenantId: string, id: string, input: WebhookInput): Promise<Webhook> {
@@ -134,8 +139,12 @@ export class WebhookService {
       changes.enabled = input.enabled;
     }
     if (Object.keys(changes).length > 0) {
-      this.em.assign(webhook, { ...changes, updatedAt: new Date() });
-      await this.em.flush();
+      await this.em.transactional(async (em) => {
+        em.assign(webhook, { ...changes, updatedAt: new Date() });
+        await em.flush();
+        // Disabling stops pending retries; events published while disabled never reach it.
+        if (changes.enabled === false) await cancelPendingForWebhook(em, webhook.id);
+      });
     }
     return webhook;
   }

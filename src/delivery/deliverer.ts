@@ -1,0 +1,98 @@
+// One attempt of one claimed delivery, end to end: build the envelope, sign and send it, record
+// the outcome durably, and announce it. The scheduler and the synchronous /test endpoint share it.
+import type { MikroORM } from '@mikro-orm/postgresql';
+import pRetry from 'p-retry';
+import type { Logger } from 'pino';
+import type { SecretBox } from '../crypto/secrets.js';
+import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
+import { newId } from '../ids.js';
+import { cancelDelivery, recordAttempt, type ClaimedDelivery, type RecordedAttempt } from './queue.js';
+import type { Sender, SendResult } from './sender.js';
+
+export interface DeliveryUpdateNotice {
+  deliveryId: string;
+  webhookId: string;
+  tenantId: string;
+  attemptId: string | null;
+}
+
+export interface DeliveryOutcome {
+  result: SendResult | null;
+  recorded: RecordedAttempt | null;
+}
+
+export interface Deliverer {
+  deliver(claimed: ClaimedDelivery, options?: { noRetry?: boolean }): Promise<DeliveryOutcome>;
+}
+
+export function buildEnvelope(claimed: Pick<ClaimedDelivery, 'eventType' | 'publishedAt' | 'webhookId' | 'id' | 'data'>): string {
+  return JSON.stringify({
+    event: claimed.eventType,
+    timestamp: claimed.publishedAt.toISOString(),
+    webhook_id: claimed.webhookId,
+    delivery_id: claimed.id,
+    data: claimed.data,
+  });
+}
+
+export function createDeliverer(deps: {
+  orm: MikroORM;
+  sender: Sender;
+  secretBox: SecretBox;
+  notifier: Notifier;
+  retryScheduleMs: number[];
+  logger: Logger;
+}): Deliverer {
+  const { logger } = deps;
+
+  async function announce(notice: DeliveryUpdateNotice) {
+    await deps.notifier.notify(CHANNEL_DELIVERY_UPDATES, JSON.stringify(notice)).catch((err: unknown) => {
+      logger.warn({ err, deliveryId: notice.deliveryId }, 'delivery update notification failed');
+    });
+  }
+
+  return {
+    async deliver(claimed, options = {}) {
+      const base = { deliveryId: claimed.id, webhookId: claimed.webhookId, tenantId: claimed.tenantId };
+      if (!claimed.enabled) {
+        // Disabled after this delivery was queued: it is never sent.
+        if (await cancelDelivery(deps.orm.em.fork(), claimed.id)) await announce({ ...base, attemptId: null });
+        return { result: null, recorded: null };
+      }
+      const attempt = claimed.attempts + 1;
+      const result = await deps.sender.send({
+        deliveryId: claimed.id,
+        webhookId: claimed.webhookId,
+        url: claimed.url,
+        secret: deps.secretBox.decrypt(claimed.secretEncrypted),
+        eventType: claimed.eventType,
+        body: buildEnvelope(claimed),
+        attempt,
+      });
+      const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts] ?? null);
+      const attemptId = newId('att');
+      // The send already happened; losing its record would mean sending again later. Postgres
+      // blips (a restart, a failover) are waited out here, within the lease.
+      const recorded = await pRetry(
+        () => recordAttempt(deps.orm.em.fork(), { attemptId, delivery: claimed, result, retryInMs }),
+        { retries: 10, minTimeout: 200, maxTimeout: 5_000 },
+      );
+      logger.info(
+        {
+          ...base,
+          attemptId,
+          attempt,
+          eventType: claimed.eventType,
+          ok: result.ok,
+          responseCode: result.responseCode,
+          errorClass: result.errorClass,
+          durationMs: result.durationMs,
+          deliveryStatus: recorded?.deliveryStatus,
+        },
+        'delivery attempt',
+      );
+      if (recorded) await announce({ ...base, attemptId });
+      return { result, recorded };
+    },
+  };
+}

@@ -1,0 +1,167 @@
+// Sends one attempt of one delivery. got does the HTTP with its own retry off (the durable retry
+// schedule belongs to Postgres); p-retry repeats only a connection that failed before anything was
+// sent, which is safe because the receiver cannot have seen the request.
+import http from 'node:http';
+import https from 'node:https';
+import { got, type RequestError } from 'got';
+import pRetry, { AbortError } from 'p-retry';
+import type { AttemptErrorClass } from '../modules/deliveries/delivery-attempt.entity.js';
+import { USER_AGENT } from '../version.js';
+import { checkLiteralHost, createSafeLookup } from './safe-lookup.js';
+import { infraAuditSignature, standardWebhooksSignature } from './signature.js';
+
+export interface OutgoingDelivery {
+  deliveryId: string;
+  webhookId: string;
+  url: string;
+  secret: string;
+  eventType: string;
+  /** The exact body; identical across attempts so receivers can compare and deduplicate. */
+  body: string;
+  attempt: number;
+}
+
+export interface SendResult {
+  ok: boolean;
+  responseCode: number | null;
+  durationMs: number;
+  requestHeaders: Record<string, string>;
+  requestBody: string;
+  responseHeaders: Record<string, string> | null;
+  responseBody: string | null;
+  responseBodyTruncated: boolean;
+  error: string | null;
+  errorClass: AttemptErrorClass | null;
+}
+
+export interface SenderOptions {
+  timeoutMs: number;
+  allowInsecureUrls: boolean;
+  responseBodyLimitBytes: number;
+}
+
+export interface Sender {
+  send(delivery: OutgoingDelivery): Promise<SendResult>;
+  close(): void;
+}
+
+const RETRYABLE_BEFORE_SEND = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EAI_AGAIN']);
+
+export function classifyError(error: unknown): { errorClass: AttemptErrorClass; message: string } {
+  const err = error as RequestError & { code?: string };
+  const code = err.code ?? '';
+  const message = err.message || String(error);
+  if (code === 'EBLOCKED') return { errorClass: 'blocked', message };
+  if (code === 'ETIMEDOUT' || err.name === 'TimeoutError') return { errorClass: 'timeout', message: message };
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NODATA' || code === 'EAI_FAIL') {
+    return { errorClass: 'dns', message };
+  }
+  if (/^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|EPROTO|HOSTNAME_MISMATCH|ERR_CERT)/.test(code)) {
+    return { errorClass: 'tls', message };
+  }
+  return { errorClass: 'connect', message };
+}
+
+function flattenHeaders(headers: http.IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out;
+}
+
+export function signedHeaders(d: OutgoingDelivery, nowSec: number): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    'user-agent': USER_AGENT,
+    'x-infraaudit-signature': infraAuditSignature(d.secret, d.body),
+    'x-infraaudit-event': d.eventType,
+    'x-infraaudit-delivery': d.deliveryId,
+    'x-infraaudit-attempt': String(d.attempt),
+    'webhook-id': d.deliveryId,
+    'webhook-timestamp': String(nowSec),
+    'webhook-signature': standardWebhooksSignature(d.secret, d.deliveryId, nowSec, d.body),
+  };
+}
+
+export function createSender(options: SenderOptions): Sender {
+  const lookup = createSafeLookup(options.allowInsecureUrls);
+  const agent = {
+    http: new http.Agent({ keepAlive: true, lookup, maxSockets: 256 }),
+    https: new https.Agent({ keepAlive: true, lookup, maxSockets: 256 }),
+  };
+
+  async function post(d: OutgoingDelivery, headers: Record<string, string>, deadline: number) {
+    return pRetry(
+      async () => {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new AbortError(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+        return got.post(d.url, {
+          body: d.body,
+          headers,
+          agent,
+          dnsLookup: lookup,
+          timeout: { request: remaining },
+          followRedirect: false,
+          retry: { limit: 0 },
+          throwHttpErrors: false,
+          decompress: true,
+          responseType: 'buffer',
+        });
+      },
+      {
+        retries: 2,
+        minTimeout: 50,
+        maxTimeout: 250,
+        shouldRetry: ({ error }) => {
+          const err = error as RequestError;
+          // Only when the request never left: no upload timing means nothing reached the receiver.
+          return RETRYABLE_BEFORE_SEND.has(err.code ?? '') && err.timings?.upload === undefined && Date.now() < deadline;
+        },
+      },
+    );
+  }
+
+  return {
+    async send(d) {
+      const started = Date.now();
+      const headers = signedHeaders(d, Math.floor(started / 1000));
+      const base = { requestHeaders: headers, requestBody: d.body };
+      try {
+        checkLiteralHost(new URL(d.url).hostname, options.allowInsecureUrls);
+        const res = await post(d, headers, started + options.timeoutMs);
+        const raw = res.rawBody;
+        const limit = options.responseBodyLimitBytes;
+        const ok = res.statusCode >= 200 && res.statusCode < 300;
+        return {
+          ...base,
+          ok,
+          responseCode: res.statusCode,
+          durationMs: Date.now() - started,
+          responseHeaders: flattenHeaders(res.headers),
+          responseBody: raw.subarray(0, limit).toString('utf8'),
+          responseBodyTruncated: raw.length > limit,
+          error: ok ? null : `receiver answered HTTP ${res.statusCode}`,
+          errorClass: ok ? null : 'http',
+        };
+      } catch (error) {
+        const { errorClass, message } = classifyError(error);
+        return {
+          ...base,
+          ok: false,
+          responseCode: null,
+          durationMs: Date.now() - started,
+          responseHeaders: null,
+          responseBody: null,
+          responseBodyTruncated: false,
+          error: message,
+          errorClass,
+        };
+      }
+    },
+    close() {
+      agent.http.destroy();
+      agent.https.destroy();
+    },
+  };
+}

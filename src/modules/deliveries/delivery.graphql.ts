@@ -1,0 +1,108 @@
+import { requireTenant } from '../../auth/viewer.js';
+import { builder } from '../../graphql/builder.js';
+import { DeliveryOutcomeEnum } from '../webhooks/webhook.graphql.js';
+import type { DeliveryAttempt } from './delivery-attempt.entity.js';
+import type { AttemptPage, Pagination } from './delivery.service.js';
+import type { Delivery } from './delivery.entity.js';
+
+export const DeliveryStatusEnum = builder.enumType('DeliveryStatus', {
+  description: 'pending until delivered (success), given up after the last retry (failed), or stopped because its webhook was disabled (cancelled).',
+  values: ['pending', 'success', 'failed', 'cancelled'] as const,
+});
+
+const AttemptErrorClassEnum = builder.enumType('AttemptErrorClass', {
+  description: 'Why an attempt failed: DNS, connection, TLS, timeout, a non-2xx answer, or a blocked (private) address.',
+  values: ['dns', 'connect', 'tls', 'timeout', 'http', 'blocked'] as const,
+});
+
+export const DeliveryAttemptRef = builder.objectRef<DeliveryAttempt>('DeliveryAttempt').implement({
+  description: 'One HTTP request made for a delivery, with what the receiver answered.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    deliveryId: t.exposeID('deliveryId'),
+    webhookId: t.exposeID('webhookId'),
+    eventType: t.exposeString('eventType'),
+    status: t.field({ type: DeliveryOutcomeEnum, resolve: (a) => a.status }),
+    attempt: t.exposeInt('attempt', { description: '1 for the first try, 2 for the first retry, ...' }),
+    responseCode: t.exposeInt('responseCode', { nullable: true }),
+    durationMs: t.exposeInt('durationMs'),
+    requestHeaders: t.expose('requestHeaders', { type: 'JSONObject' }),
+    requestBody: t.exposeString('requestBody'),
+    responseHeaders: t.expose('responseHeaders', { type: 'JSONObject', nullable: true }),
+    responseBody: t.exposeString('responseBody', { nullable: true, description: 'Truncated to a few KiB.' }),
+    responseBodyTruncated: t.exposeBoolean('responseBodyTruncated'),
+    error: t.exposeString('error', { nullable: true }),
+    errorClass: t.field({ type: AttemptErrorClassEnum, nullable: true, resolve: (a) => a.errorClass ?? null }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    nextRetryAt: t.expose('nextRetryAt', { type: 'DateTime', nullable: true, description: 'When the next retry is due, if one is.' }),
+  }),
+});
+
+export const DeliveryRef = builder.objectRef<Delivery>('Delivery').implement({
+  description: 'One event on its way to one webhook. Its id is the delivery_id receivers deduplicate on.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    webhookId: t.exposeID('webhookId'),
+    eventId: t.exposeID('eventId'),
+    eventType: t.exposeString('eventType'),
+    status: t.field({ type: DeliveryStatusEnum, resolve: (d) => d.status }),
+    attemptCount: t.exposeInt('attempts', { description: 'Attempts made so far.' }),
+    nextAttemptAt: t.expose('nextAttemptAt', { type: 'DateTime', nullable: true }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    attempts: t.field({
+      type: [DeliveryAttemptRef],
+      description: 'Every attempt, oldest first.',
+      resolve: (d, _args, ctx) => ctx.services.deliveries.attemptsOfDelivery(d.id),
+    }),
+  }),
+});
+
+const PaginationRef = builder.objectRef<Pagination>('Pagination').implement({
+  fields: (t) => ({
+    page: t.exposeInt('page'),
+    pageSize: t.exposeInt('pageSize'),
+    total: t.exposeInt('total', { description: 'Never above 100: history keeps the last 100 attempts in reach.' }),
+    totalPages: t.exposeInt('totalPages'),
+  }),
+});
+
+const AttemptPageRef = builder.objectRef<AttemptPage>('DeliveryAttemptPage').implement({
+  fields: (t) => ({
+    data: t.field({ type: [DeliveryAttemptRef], resolve: (p) => p.data }),
+    pagination: t.field({ type: PaginationRef, resolve: (p) => p.pagination }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  deliveryAttempts: t.field({
+    type: AttemptPageRef,
+    description: "A webhook's most recent attempts (at most the last 100), newest first.",
+    args: {
+      webhookId: t.arg.id({ required: true }),
+      status: t.arg({ type: DeliveryOutcomeEnum, required: false }),
+      page: t.arg.int({ required: false, description: 'Defaults to 1.' }),
+      perPage: t.arg.int({ required: false, description: '1 to 100; defaults to 20.' }),
+    },
+    resolve: (_root, args, ctx) =>
+      ctx.services.deliveries.attempts(requireTenant(ctx.viewer), String(args.webhookId), {
+        status: args.status,
+        page: args.page,
+        perPage: args.perPage,
+      }),
+  }),
+  delivery: t.field({
+    type: DeliveryRef,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => ctx.services.deliveries.delivery(requireTenant(ctx.viewer), String(id)),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  testWebhook: t.field({
+    type: DeliveryAttemptRef,
+    description: 'Sends one ping now and returns its attempt, successful or not. Never retried; works while disabled.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => ctx.services.deliveries.test(requireTenant(ctx.viewer), String(id)),
+  }),
+}));

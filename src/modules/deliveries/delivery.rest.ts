@@ -1,0 +1,50 @@
+import { AppError } from '../../errors.js';
+import type { RestRoute } from '../../rest/route.js';
+
+export const ATTEMPT_FIELDS = `id deliveryId webhookId eventType status attempt responseCode durationMs
+  requestHeaders requestBody responseHeaders responseBody responseBodyTruncated error errorClass createdAt nextRetryAt`;
+
+function positiveInt(query: URLSearchParams, name: string): number | undefined {
+  const values = query.getAll(name);
+  if (values.length === 0) return undefined;
+  const value = values[values.length - 1]!;
+  if (values.length > 1 || !/^\d{1,9}$/.test(value)) {
+    throw new AppError('BAD_REQUEST', `${name} must be a whole number`, { field: name });
+  }
+  return Number(value);
+}
+
+export const deliveryRoutes: RestRoute[] = [
+  {
+    method: 'POST',
+    path: '/api/v1/webhooks/:id/test',
+    operation: `mutation TestWebhook($id: ID!) { testWebhook(id: $id) { ${ATTEMPT_FIELDS} } }`,
+    variables: ({ params }) => ({ id: params['id'] }),
+    status: 200,
+    result: (data) => data['testWebhook'],
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/webhooks/:id/deliveries',
+    operation: `query DeliveryAttempts($id: ID!, $status: DeliveryOutcome, $page: Int, $perPage: Int) {
+      deliveryAttempts(webhookId: $id, status: $status, page: $page, perPage: $perPage) {
+        data { ${ATTEMPT_FIELDS} }
+        pagination { page pageSize total totalPages }
+      }
+    }`,
+    variables: ({ params, query }) => {
+      const status = query.get('status');
+      if (status !== null && status !== 'success' && status !== 'failed') {
+        throw new AppError('BAD_REQUEST', 'status must be success or failed', { field: 'status' });
+      }
+      const perPage = positiveInt(query, 'per_page');
+      const pageSize = positiveInt(query, 'pageSize');
+      if (perPage !== undefined && pageSize !== undefined && perPage !== pageSize) {
+        throw new AppError('BAD_REQUEST', 'per_page and pageSize disagree', { field: 'per_page' });
+      }
+      return { id: params['id'], status, page: positiveInt(query, 'page') ?? null, perPage: perPage ?? pageSize ?? null };
+    },
+    status: 200,
+    result: (data) => data['deliveryAttempts'],
+  },
+];

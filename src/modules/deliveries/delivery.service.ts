@@ -1,0 +1,132 @@
+// Delivery history, and the synchronous test ping. Reads are tenant-filtered like everything else.
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Deliverer } from '../../delivery/deliverer.js';
+import { AppError, notFound } from '../../errors.js';
+import { isId } from '../../ids.js';
+import { insertEventWithDeliveries } from '../events/event.service.js';
+import type { Webhook } from '../webhooks/webhook.entity.js';
+import { WebhookSchema } from '../webhooks/webhook.entity.js';
+import { DeliveryAttemptSchema, type DeliveryAttempt } from './delivery-attempt.entity.js';
+import { DeliverySchema, type Delivery } from './delivery.entity.js';
+
+/** History keeps the most recent attempts of a webhook within reach of the API, no more. */
+export const HISTORY_LIMIT = 100;
+export const DEFAULT_PAGE_SIZE = 20;
+export const MAX_PAGE_SIZE = 100;
+
+export interface Pagination {
+  page: number;
+  pageSize: number;
+  total: number;
+  totalPages: number;
+}
+
+export interface AttemptPage {
+  data: DeliveryAttempt[];
+  pagination: Pagination;
+}
+
+export function pingData(webhookId: string): Record<string, unknown> {
+  return { webhook_id: webhookId, message: 'Webhook endpoint verified' };
+}
+
+/** Queues the verification ping of a newly created webhook, in the creating transaction. */
+export async function queuePing(em: EntityManager, webhook: Webhook): Promise<void> {
+  if (!webhook.enabled) return;
+  await insertEventWithDeliveries(em, {
+    tenantId: webhook.tenantId,
+    type: 'ping',
+    data: pingData(webhook.id),
+    onlyWebhookId: webhook.id,
+  });
+}
+
+export class DeliveryService {
+  constructor(
+    private readonly em: EntityManager,
+    private readonly deliverer: Deliverer,
+  ) {}
+
+  private async requireWebhook(tenantId: string, webhookId: string): Promise<Webhook> {
+    if (!isId('wh', webhookId)) throw notFound('webhook');
+    const webhook = await this.em.findOne(WebhookSchema, { id: webhookId, tenantId });
+    if (!webhook) throw notFound('webhook');
+    return webhook;
+  }
+
+  async attempts(
+    tenantId: string,
+    webhookId: string,
+    query: { status?: string | null; page?: number | null; perPage?: number | null },
+  ): Promise<AttemptPage> {
+    const raw = query.status ?? undefined;
+    if (raw !== undefined && raw !== 'success' && raw !== 'failed') {
+      throw new AppError('BAD_REQUEST', 'status must be success or failed', { field: 'status' });
+    }
+    const status: 'success' | 'failed' | undefined = raw;
+    const page = query.page ?? 1;
+    const pageSize = query.perPage ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(page) || page < 1) throw new AppError('BAD_REQUEST', 'page must be a whole number from 1', { field: 'page' });
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
+      throw new AppError('BAD_REQUEST', `per_page must be a whole number from 1 to ${MAX_PAGE_SIZE}`, { field: 'per_page' });
+    }
+    await this.requireWebhook(tenantId, webhookId);
+    const where = { webhookId, tenantId, ...(status ? { status } : {}) };
+    const offset = (page - 1) * pageSize;
+    const limit = Math.max(0, Math.min(pageSize, HISTORY_LIMIT - offset));
+    const [count, data] = await Promise.all([
+      this.em.count(DeliveryAttemptSchema, where),
+      limit === 0 ? Promise.resolve([]) : this.em.find(DeliveryAttemptSchema, where, { orderBy: { seq: 'desc' }, limit, offset }),
+    ]);
+    const total = Math.min(count, HISTORY_LIMIT);
+    return { data, pagination: { page, pageSize, total, totalPages: Math.ceil(total / pageSize) } };
+  }
+
+  async delivery(tenantId: string, id: string): Promise<Delivery> {
+    if (!isId('del', id)) throw notFound('delivery');
+    const delivery = await this.em.findOne(DeliverySchema, { id, tenantId });
+    if (!delivery) throw notFound('delivery');
+    return delivery;
+  }
+
+  async attemptsOfDelivery(deliveryId: string): Promise<DeliveryAttempt[]> {
+    return this.em.find(DeliveryAttemptSchema, { deliveryId }, { orderBy: { seq: 'asc' } });
+  }
+
+  /**
+   * Sends one `ping` now and answers with its attempt, whatever the outcome. Never retried, and
+   * allowed while the webhook is disabled: it is how an owner checks an endpoint before enabling.
+   */
+  async test(tenantId: string, webhookId: string): Promise<DeliveryAttempt> {
+    const webhook = await this.requireWebhook(tenantId, webhookId);
+    const created = await this.em.transactional(async (tx) => {
+      const event = await insertEventWithDeliveries(tx, {
+        tenantId,
+        type: 'ping',
+        data: pingData(webhook.id),
+        onlyWebhookId: webhook.id,
+        notDue: true,
+      });
+      const delivery = await tx.findOneOrFail(DeliverySchema, { eventId: event.id });
+      return { event, delivery };
+    });
+    const outcome = await this.deliverer.deliver(
+      {
+        id: created.delivery.id,
+        webhookId: webhook.id,
+        tenantId,
+        eventId: created.event.id,
+        eventType: 'ping',
+        attempts: 0,
+        url: webhook.url,
+        secretEncrypted: webhook.secretEncrypted,
+        enabled: true,
+        data: pingData(webhook.id),
+        publishedAt: created.event.publishedAt,
+      },
+      { noRetry: true },
+    );
+    if (!outcome.recorded) throw notFound('webhook');
+    return this.em.findOneOrFail(DeliveryAttemptSchema, { id: outcome.recorded.attemptId });
+  }
+}
