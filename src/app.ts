@@ -1,17 +1,23 @@
 // createApp builds the HTTP handler from its dependencies; nothing happens at import time, so
 // tests build as many apps as they like, each on its own database.
+import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { createAuthenticator } from './auth/authenticator.js';
+import type { Viewer } from './auth/viewer.js';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
 import type { Notifier } from './db/notifier.js';
 import type { Deliverer } from './delivery/deliverer.js';
+import { RateLimitedError } from './errors.js';
 import { schema } from './graphql/schema.js';
 import { createGraphQLServer } from './graphql/yoga.js';
+import type { RateLimiter } from './http/rate-limit.js';
+import { applyCors, applySecurityHeaders } from './http/headers.js';
+import type { Metrics } from './observability/metrics.js';
 import { createRequestContextFactory, requestIdFrom } from './request-context.js';
-import { sendError, sendJson } from './rest/http-io.js';
+import { sendError, sendJson, sendRateLimited } from './rest/http-io.js';
 import { createRestRouter } from './rest/router.js';
 import { restRoutes } from './rest/routes.js';
 
@@ -22,17 +28,34 @@ export interface AppDeps {
   notifier: Notifier;
   deliverer: Deliverer;
   logger: Logger;
+  metrics: Metrics;
+  rateLimiter: RateLimiter | undefined;
 }
 
 export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
 }
 
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(header ?? '');
+  const expected = Buffer.from(`Bearer ${token}`);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
 export function createApp(deps: AppDeps): App {
-  const { config, orm, logger } = deps;
+  const { config, orm, logger, metrics, rateLimiter } = deps;
   const authenticator = createAuthenticator(config, orm);
   const contextFactory = createRequestContextFactory({ ...deps, authenticator });
   const yoga = createGraphQLServer({ contextFactory, logger });
+
+  /** Counts the request against the viewer's tenant and sets the X-RateLimit-* headers. */
+  async function limit(viewer: Viewer, res: ServerResponse): Promise<void> {
+    if (!rateLimiter) return;
+    const decision = await rateLimiter.consume(viewer.tenantId ?? 'service');
+    for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
+    if (!decision.allowed) throw new RateLimitedError(decision.retryAfterSec, decision.headers);
+  }
+
   const rest = createRestRouter({
     schema,
     routes: restRoutes,
@@ -40,6 +63,7 @@ export function createApp(deps: AppDeps): App {
     logger,
     maxBodyBytes: config.maxBodyBytes,
     maxEventBytes: config.maxEventBytes,
+    onAuthenticated: limit,
   });
 
   async function ready(): Promise<boolean> {
@@ -51,32 +75,94 @@ export function createApp(deps: AppDeps): App {
     }
   }
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://gateway.invalid');
-    const requestId = requestIdFrom(req.headers['x-request-id'] as string | undefined);
-    res.setHeader('x-request-id', requestId);
+  async function graphql(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (rateLimiter) {
+      // Anonymous and badly authenticated requests are yoga's to refuse; only known tenants count.
+      const viewer = await contextFactory
+        .authenticate({
+          authorization: req.headers.authorization,
+          queryToken: url.searchParams.get('token'),
+          allowAnonymous: true,
+        })
+        .catch(() => null);
+      if (viewer) {
+        try {
+          await limit(viewer, res);
+        } catch (err) {
+          if (err instanceof RateLimitedError) {
+            sendRateLimited(res, err);
+            return;
+          }
+          throw err;
+        }
+      }
+    }
+    await yoga.handle(req, res);
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string): Promise<string> {
     const path = url.pathname;
     if (path === '/health' || path === '/healthz') {
       sendJson(res, 200, { status: 'ok' });
-    } else if (path === '/readyz') {
+      return path;
+    }
+    if (path === '/readyz') {
       if (await ready()) sendJson(res, 200, { status: 'ok' });
       else sendJson(res, 503, { status: 'unavailable' });
-    } else if (path === '/graphql' || path.startsWith('/graphql/')) {
-      await yoga.handle(req, res);
-    } else if (rest.handles(path)) {
-      await rest.handle(req, res, url, requestId);
-    } else {
-      sendError(res, 404, 'NOT_FOUND', `no route for ${path}`);
+      return path;
     }
+    if (path === '/metrics') {
+      if (config.metricsToken && !bearerMatches(req.headers.authorization, config.metricsToken)) {
+        sendError(res, 401, 'UNAUTHORIZED', 'metrics need the METRICS_TOKEN bearer token');
+        return path;
+      }
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType });
+      res.end(text);
+      return path;
+    }
+    if (path === '/graphql' || path.startsWith('/graphql/')) {
+      await graphql(req, res, url);
+      return '/graphql';
+    }
+    if (rest.handles(path)) {
+      return (await rest.handle(req, res, url, requestId)) ?? 'unmatched';
+    }
+    sendError(res, 404, 'NOT_FOUND', `no route for ${path}`);
+    return 'unmatched';
   }
 
   return {
     handle(req, res) {
-      route(req, res).catch((err: unknown) => {
-        logger.error({ err }, 'request failed');
-        if (!res.headersSent) sendError(res, 500, 'INTERNAL_ERROR', 'internal error');
-        else res.destroy();
+      const started = process.hrtime.bigint();
+      const url = new URL(req.url ?? '/', 'http://gateway.invalid');
+      const requestId = requestIdFrom(req.headers['x-request-id'] as string | undefined);
+      let routeLabel = 'unmatched';
+      res.setHeader('x-request-id', requestId);
+      applySecurityHeaders(res, url.pathname);
+      res.on('finish', () => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const method = req.method ?? 'GET';
+        metrics.httpRequests.inc({ method, route: routeLabel, status: String(res.statusCode) });
+        metrics.httpDuration.observe({ method, route: routeLabel }, seconds);
+        logger.info(
+          { requestId, method, route: routeLabel, path: url.pathname, status: res.statusCode, durationMs: Math.round(seconds * 1000) },
+          'request',
+        );
       });
+      if (applyCors(req, res, config.allowedOrigins)) {
+        routeLabel = 'preflight';
+        return;
+      }
+      route(req, res, url, requestId)
+        .then((label) => {
+          routeLabel = label;
+        })
+        .catch((err: unknown) => {
+          logger.error({ err, requestId }, 'request failed');
+          if (!res.headersSent) sendError(res, 500, 'INTERNAL_ERROR', 'internal error');
+          else res.destroy();
+        });
     },
   };
 }

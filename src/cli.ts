@@ -5,7 +5,13 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
 import { migrate, openDatabase, type Database } from './db/orm.js';
 import { printSchemaText } from './graphql/schema.js';
+import { createLocalNotifier, createPostgresNotifier } from './db/notifier.js';
+import { verifyInfraAuditSignature, verifyStandardWebhooks } from './delivery/signature.js';
+import { createLogger } from './logger.js';
 import { ApiKeyService } from './modules/api-keys/api-key.service.js';
+import { EventService } from './modules/events/event.service.js';
+
+const silentLogger = () => createLogger('silent');
 
 const HELP = `Usage: gateway-cli <command> [options]
 
@@ -16,6 +22,12 @@ Commands:
   api-key revoke --tenant T --id ID        revoke an API key at once
   schema print [--out FILE]                print the GraphQL schema (default: stdout)
   schema check [--file FILE]               exit 1 when FILE (default schema.graphql) is stale
+  publish --tenant T --event E [--data JSON]
+                                           publish an event (default data: {"test":true})
+  verify --secret S (--body B | --body-file F) [--signature H]
+         [--webhook-id I --webhook-timestamp T --webhook-signature V] [--tolerance SECONDS]
+                                           check a delivery's signatures as a receiver would;
+                                           exit 0 when every given signature is valid
 
 The database comes from DATABASE_URL, or the embedded database in DATA_DIR (stop the server
 first: the embedded database serves one process at a time).
@@ -50,6 +62,16 @@ async function run(argv: string[]): Promise<number> {
       id: { type: 'string' },
       out: { type: 'string' },
       file: { type: 'string' },
+      event: { type: 'string' },
+      data: { type: 'string' },
+      secret: { type: 'string' },
+      body: { type: 'string' },
+      'body-file': { type: 'string' },
+      signature: { type: 'string' },
+      'webhook-id': { type: 'string' },
+      'webhook-timestamp': { type: 'string' },
+      'webhook-signature': { type: 'string' },
+      tolerance: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -101,6 +123,56 @@ async function run(argv: string[]): Promise<number> {
         return 1;
       }
       return 0;
+    }
+    case 'publish': {
+      const tenant = required(values, 'tenant');
+      const event = required(values, 'event');
+      let data: unknown = { test: true };
+      if (values.data !== undefined) {
+        try {
+          data = JSON.parse(values.data);
+        } catch {
+          throw new UsageError('--data must be JSON');
+        }
+      }
+      const result = await withDatabase(async (db) => {
+        const notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger: silentLogger() });
+        try {
+          return await new EventService(db.orm.em.fork(), notifier).publish(
+            { tenantId: null, role: 'service', via: 'jwt' },
+            { event, data, tenantId: tenant },
+          );
+        } finally {
+          await notifier.close();
+        }
+      });
+      process.stdout.write(`${JSON.stringify({ id: result.id, event: result.event, deliveries: result.deliveries })}\n`);
+      return 0;
+    }
+    case 'verify': {
+      const secret = required(values, 'secret');
+      const body =
+        values.body ?? (values['body-file'] !== undefined ? await readFile(values['body-file'], 'utf8') : undefined);
+      if (body === undefined) throw new UsageError('--body or --body-file is required');
+      const checks: [string, boolean][] = [];
+      if (values.signature !== undefined) {
+        checks.push(['X-InfraAudit-Signature', verifyInfraAuditSignature(secret, body, values.signature)]);
+      }
+      if (values['webhook-signature'] !== undefined) {
+        const toleranceSec = values.tolerance !== undefined ? Number(values.tolerance) : undefined;
+        checks.push([
+          'webhook-signature',
+          verifyStandardWebhooks(
+            secret,
+            { id: values['webhook-id'], timestamp: values['webhook-timestamp'], signature: values['webhook-signature'] },
+            body,
+            toleranceSec !== undefined && Number.isFinite(toleranceSec) ? { toleranceSec } : {},
+          ),
+        ]);
+      }
+      if (checks.length === 0) throw new UsageError('give --signature and/or --webhook-signature');
+      for (const [name, ok] of checks) process.stdout.write(`${name}: ${ok ? 'valid' : 'INVALID'}\n`);
+      return checks.every(([, ok]) => ok) ? 0 : 1;
     }
     default:
       throw new UsageError(`unknown command "${positionals.join(' ')}"`);

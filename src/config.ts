@@ -22,6 +22,10 @@ export interface Config {
   workerConcurrency: number;
   maxInFlightPerWebhook: number;
   pollIntervalMs: number;
+  /** How much longer than the HTTP timeout a claimed delivery stays leased to its worker. */
+  workerLeaseMarginMs: number;
+  /** How long a stopping process waits for requests and attempts in flight. */
+  shutdownTimeoutMs: number;
   webhookTimeoutMs: number;
   retryScheduleMs: number[];
   allowInsecureUrls: boolean;
@@ -115,6 +119,8 @@ const envSchema = z.object({
   WORKER_CONCURRENCY: integer(32, 1, 1024),
   WORKER_MAX_IN_FLIGHT_PER_WEBHOOK: integer(4, 1, 1024),
   WORKER_POLL_INTERVAL: duration('1s'),
+  WORKER_LEASE_MARGIN: duration('30s'),
+  SHUTDOWN_TIMEOUT: duration('15s'),
   WEBHOOK_TIMEOUT: duration('10s'),
   WEBHOOK_RETRY_SCHEDULE: z
     .string()
@@ -183,6 +189,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerConcurrency: e.WORKER_CONCURRENCY,
     maxInFlightPerWebhook: e.WORKER_MAX_IN_FLIGHT_PER_WEBHOOK,
     pollIntervalMs: e.WORKER_POLL_INTERVAL,
+    workerLeaseMarginMs: e.WORKER_LEASE_MARGIN,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT,
     retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
     allowInsecureUrls: e.WEBHOOK_ALLOW_INSECURE_URLS,

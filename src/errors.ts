@@ -41,3 +41,14 @@ export const badRequest = (message: string, details?: unknown) =>
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && value in ERROR_STATUS;
 }
+
+/** Over the tenant's request limit; carries the wait the client is told (Retry-After). */
+export class RateLimitedError extends AppError {
+  constructor(
+    readonly retryAfterSec: number,
+    readonly headers: Record<string, string>,
+  ) {
+    super('RATE_LIMITED', `rate limit exceeded; retry in ${retryAfterSec} s`);
+    this.name = 'RateLimitedError';
+  }
+}

@@ -13,7 +13,9 @@ import { migrate, openDatabase, type Database } from './db/orm.js';
 import { createDeliverer } from './delivery/deliverer.js';
 import { createScheduler, type Scheduler } from './delivery/scheduler.js';
 import { createSender } from './delivery/sender.js';
+import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
+import { createMetrics } from './observability/metrics.js';
 
 export interface Gateway {
   config: Config;
@@ -28,30 +30,31 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Leases outlive the HTTP timeout by this much, so a live worker never loses one mid-send. */
-const LEASE_MARGIN_MS = 30_000;
-
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
   const db = await openDatabase(config, { poolMax: config.workerConcurrency + 10 });
   let notifier: Notifier | undefined;
   let server: Server | undefined;
   let scheduler: Scheduler | undefined;
+  let rateLimiter: RateLimiter | undefined;
   const sender = createSender({
     timeoutMs: config.webhookTimeoutMs,
     allowInsecureUrls: config.allowInsecureUrls,
     responseBodyLimitBytes: config.responseBodyLimitBytes,
   });
 
-  async function close() {
-    if (server) {
-      const s = server;
-      await new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeIdleConnections();
-      });
-    }
-    await scheduler?.stop(config.webhookTimeoutMs + 1_000);
+  // Graceful: stop accepting, let requests and attempts in flight finish within the bound, hand
+  // back the leases of whatever is still unsent, then close the database.
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= shutdown());
+  async function shutdown() {
+    const s = server;
+    const serverClosed = s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve();
+    s?.closeIdleConnections();
+    const force = setTimeout(() => s?.closeAllConnections(), config.shutdownTimeoutMs);
+    await Promise.all([serverClosed, scheduler?.stop(config.shutdownTimeoutMs)]);
+    clearTimeout(force);
     sender.close();
+    await rateLimiter?.close();
     await notifier?.close();
     await db.close();
   }
@@ -66,7 +69,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       db.embedded && !jwtConfigured ? await ensureDevelopmentApiKey(db.orm.em.fork()) : undefined;
 
     notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger });
+    const metrics = createMetrics({ orm: db.orm });
     const deliverer = createDeliverer({
+      metrics,
       orm: db.orm,
       sender,
       secretBox,
@@ -85,7 +90,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
           concurrency: config.workerConcurrency,
           perWebhookCap: config.maxInFlightPerWebhook,
           pollIntervalMs: config.pollIntervalMs,
-          leaseMs: config.webhookTimeoutMs + LEASE_MARGIN_MS,
+          // The margin (WORKER_LEASE_MARGIN) covers recording the attempt after the HTTP timeout,
+          // so a live worker never loses its lease mid-send; a dead worker's rows come back after it.
+          leaseMs: config.webhookTimeoutMs + config.workerLeaseMarginMs,
           attemptRetentionMs: config.attemptRetentionMs,
         },
       });
@@ -94,7 +101,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
     let url: string | undefined;
     if (config.role !== 'worker') {
-      const app = createApp({ config, orm: db.orm, secretBox, notifier, deliverer, logger });
+      rateLimiter = createRateLimiter({
+        perMinute: config.rateLimitPerMinute,
+        postgresUrl: db.embedded ? undefined : db.url,
+      });
+      const app = createApp({ config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter });
       const s = createServer((req, res) => app.handle(req, res));
       server = s;
       s.headersTimeout = 30_000;

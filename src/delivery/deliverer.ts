@@ -4,6 +4,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { SecretBox } from '../crypto/secrets.js';
+import type { Metrics } from '../observability/metrics.js';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
 import { newId } from '../ids.js';
 import { cancelDelivery, recordAttempt, type ClaimedDelivery, type RecordedAttempt } from './queue.js';
@@ -42,6 +43,7 @@ export function createDeliverer(deps: {
   notifier: Notifier;
   retryScheduleMs: number[];
   logger: Logger;
+  metrics?: Pick<Metrics, 'attempts' | 'attemptDuration' | 'deliveriesFinished'>;
 }): Deliverer {
   const { logger } = deps;
 
@@ -56,7 +58,10 @@ export function createDeliverer(deps: {
       const base = { deliveryId: claimed.id, webhookId: claimed.webhookId, tenantId: claimed.tenantId };
       if (!claimed.enabled) {
         // Disabled after this delivery was queued: it is never sent.
-        if (await cancelDelivery(deps.orm.em.fork(), claimed.id)) await announce({ ...base, attemptId: null });
+        if (await cancelDelivery(deps.orm.em.fork(), claimed.id)) {
+          deps.metrics?.deliveriesFinished.inc({ status: 'cancelled' });
+          await announce({ ...base, attemptId: null });
+        }
         return { result: null, recorded: null };
       }
       const attempt = claimed.attempts + 1;
@@ -77,6 +82,12 @@ export function createDeliverer(deps: {
         () => recordAttempt(deps.orm.em.fork(), { attemptId, delivery: claimed, result, retryInMs }),
         { retries: 10, minTimeout: 200, maxTimeout: 5_000 },
       );
+      const outcome = result.ok ? 'success' : 'failed';
+      deps.metrics?.attempts.inc({ outcome, error_class: result.errorClass ?? 'none' });
+      deps.metrics?.attemptDuration.observe({ outcome }, result.durationMs / 1000);
+      if (recorded && recorded.deliveryStatus !== 'pending') {
+        deps.metrics?.deliveriesFinished.inc({ status: recorded.deliveryStatus });
+      }
       logger.info(
         {
           ...base,

@@ -122,6 +122,10 @@ export async function recordAttempt(
     const conn = tx.getConnection();
     const ctx = tx.getTransactionContext();
     const status = result.ok ? 'success' : input.retryInMs === null ? 'failed' : 'pending';
+    // Deleting or disabling a webhook locks its row and then its deliveries; locking the delivery
+    // first and the webhook row later (the attempt's foreign key, last_delivery_status) would
+    // deadlock with them, so the webhook row is taken first here too.
+    await conn.execute('select 1 from webhook where id = ? for no key update', [delivery.webhookId], 'all', ctx);
     const updated = await conn.execute<{ status: RecordedAttempt['deliveryStatus']; next_attempt_at: Date | null }[]>(
       `update delivery
        set attempts = attempts + 1,

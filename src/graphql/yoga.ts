@@ -1,9 +1,21 @@
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { AppError } from '../errors.js';
 import type { RequestContextFactory } from '../request-context.js';
 import { toGraphQLError } from './errors.js';
 import { schema } from './schema.js';
+
+// Validation errors (an unknown field, a missing argument) never reach maskError; give them the
+// documented code before yoga labels them GRAPHQL_VALIDATION_FAILED.
+const documentedValidationCode: Plugin = {
+  onValidate: () => ({ valid, result }) => {
+    if (valid) return;
+    for (const error of result) {
+      const extensions = error.extensions as Record<string, unknown>;
+      extensions['code'] ??= 'BAD_REQUEST';
+    }
+  },
+};
 
 export function createGraphQLServer(deps: {
   contextFactory: RequestContextFactory;
@@ -15,6 +27,7 @@ export function createGraphQLServer(deps: {
     landingPage: false,
     logging: false,
     graphiql: { title: 'InfraAudit webhook gateway' },
+    plugins: [documentedValidationCode],
     maskedErrors: {
       maskError: (error) => toGraphQLError(error, (err) => deps.logger.error({ err }, 'graphql resolver failed')),
     },

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { AppError } from '../errors.js';
+import { AppError, type RateLimitedError } from '../errors.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -71,4 +71,13 @@ export function parseJsonObject(raw: Buffer): Record<string, unknown> {
     throw new AppError('BAD_REQUEST', 'request body must be a JSON object');
   }
   return value as Record<string, unknown>;
+}
+
+export function sendRateLimited(res: ServerResponse, err: RateLimitedError): void {
+  sendJson(
+    res,
+    429,
+    { error: err.message, code: 'RATE_LIMITED', retryAfter: err.retryAfterSec },
+    { ...err.headers, 'retry-after': String(err.retryAfterSec) },
+  );
 }

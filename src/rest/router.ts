@@ -2,13 +2,23 @@
 // serves, with the same context factory. This file only translates HTTP to GraphQL and back;
 // every business rule lives in the services the resolvers call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { execute, parse, validate, type DocumentNode, type GraphQLSchema } from 'graphql';
+import { GraphQLError, execute, parse, validate, type DocumentNode, type GraphQLSchema } from 'graphql';
 import type { Logger } from 'pino';
-import { AppError } from '../errors.js';
+import type { Viewer } from '../auth/viewer.js';
+import { AppError, RateLimitedError } from '../errors.js';
 import { classifyError } from '../graphql/errors.js';
 import type { RequestContextFactory } from '../request-context.js';
 import { toSnakeCase } from './case.js';
-import { hasBody, isJsonContentType, parseJsonObject, readBody, sendEmpty, sendError, sendJson } from './http-io.js';
+import {
+  hasBody,
+  isJsonContentType,
+  parseJsonObject,
+  readBody,
+  sendEmpty,
+  sendError,
+  sendJson,
+  sendRateLimited,
+} from './http-io.js';
 import type { RestRoute } from './route.js';
 
 interface CompiledRoute {
@@ -24,13 +34,14 @@ export interface RestRouterOptions {
   logger: Logger;
   maxBodyBytes: number;
   maxEventBytes: number;
-  /** Called once the viewer is known; may add headers or refuse (rate limits). */
-  beforeExecute?: (tenantKey: string, res: ServerResponse) => Promise<Record<string, string>>;
+  /** Called once the viewer is known; may set headers or refuse (rate limits). */
+  onAuthenticated?: (viewer: Viewer, res: ServerResponse) => Promise<void>;
 }
 
 export interface RestRouter {
   handles(pathname: string): boolean;
-  handle(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string): Promise<void>;
+  /** Answers the request; resolves to the matched route pattern (for metrics), if any. */
+  handle(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string): Promise<string | undefined>;
 }
 
 export function compileRoutes(schema: GraphQLSchema, routes: RestRoute[]): CompiledRoute[] {
@@ -82,10 +93,15 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
   const compiled = compileRoutes(options.schema, options.routes);
   const { logger } = options;
 
-  function fail(res: ServerResponse, err: unknown, requestId: string, headers: Record<string, string> = {}) {
+  function fail(res: ServerResponse, err: unknown, requestId: string) {
+    const original = err instanceof GraphQLError ? err.originalError : err;
+    if (original instanceof RateLimitedError) {
+      sendRateLimited(res, original);
+      return;
+    }
     const { client, internal } = classifyError(err);
     if (internal !== undefined) logger.error({ err: internal, requestId }, 'rest request failed');
-    sendError(res, client.status, client.code, client.message, client.details, headers);
+    sendError(res, client.status, client.code, client.message, client.details);
   }
 
   return {
@@ -95,16 +111,15 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
       const { candidates, params } = match(compiled, url.pathname);
       if (candidates.length === 0) {
         sendError(res, 404, 'NOT_FOUND', `no route for ${url.pathname}`);
-        return;
+        return undefined;
       }
       const index = candidates.findIndex((c) => c.route.method === req.method);
       if (index < 0) {
         const allow = candidates.map((c) => c.route.method).join(', ');
         sendError(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, undefined, { allow });
-        return;
+        return candidates[0]!.route.path;
       }
       const { route, document } = candidates[index]!;
-      let extraHeaders: Record<string, string> = {};
       try {
         const info = {
           authorization: req.headers.authorization,
@@ -112,9 +127,7 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
           idempotencyKey: typeof req.headers['idempotency-key'] === 'string' ? req.headers['idempotency-key'] : undefined,
         };
         const viewer = await options.contextFactory.authenticate(info);
-        if (options.beforeExecute && viewer) {
-          extraHeaders = await options.beforeExecute(viewer.tenantId ?? '(service)', res);
-        }
+        if (viewer) await options.onAuthenticated?.(viewer, res);
 
         let body: Record<string, unknown> = {};
         if (route.body) {
@@ -140,16 +153,17 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
         const contextValue = options.contextFactory.forViewer(viewer, info);
         const result = await execute({ schema: options.schema, document, contextValue, variableValues: variables });
         if (result.errors && result.errors.length > 0) {
-          fail(res, result.errors[0], requestId, extraHeaders);
-          return;
+          fail(res, result.errors[0], requestId);
+          return route.path;
         }
         const data = (result.data ?? {}) as Record<string, unknown>;
         const status = typeof route.status === 'function' ? route.status(data) : route.status;
-        if (route.result) sendJson(res, status, toSnakeCase(route.result(data)), extraHeaders);
-        else sendEmpty(res, status, extraHeaders);
+        if (route.result) sendJson(res, status, toSnakeCase(route.result(data)));
+        else sendEmpty(res, status);
       } catch (err) {
-        fail(res, err, requestId, extraHeaders);
+        fail(res, err, requestId);
       }
+      return route.path;
     },
   };
 }

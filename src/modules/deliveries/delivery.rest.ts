@@ -1,5 +1,5 @@
 import { AppError } from '../../errors.js';
-import type { RestRoute } from '../../rest/route.js';
+import type { RestRoute, RouteParameter } from '../../rest/route.js';
 
 export const ATTEMPT_FIELDS = `id deliveryId webhookId eventType status attempt responseCode durationMs
   requestHeaders requestBody responseHeaders responseBody responseBodyTruncated error errorClass createdAt nextRetryAt`;
@@ -14,6 +14,15 @@ function positiveInt(query: URLSearchParams, name: string): number | undefined {
   return Number(value);
 }
 
+const PAGE_SIZE_SCHEMA = { type: 'integer', minimum: 1, maximum: 100, default: 20 };
+
+const HISTORY_PARAMETERS: RouteParameter[] = [
+  { name: 'status', in: 'query', description: 'Only attempts with this outcome.', schema: { type: 'string', enum: ['success', 'failed'] } },
+  { name: 'page', in: 'query', description: 'Page number, from 1.', schema: { type: 'integer', minimum: 1, default: 1 } },
+  { name: 'per_page', in: 'query', description: 'Attempts per page.', schema: PAGE_SIZE_SCHEMA },
+  { name: 'pageSize', in: 'query', description: 'Same as per_page; when both are given they must agree.', schema: PAGE_SIZE_SCHEMA },
+];
+
 export const deliveryRoutes: RestRoute[] = [
   {
     method: 'POST',
@@ -22,6 +31,12 @@ export const deliveryRoutes: RestRoute[] = [
     variables: ({ params }) => ({ id: params['id'] }),
     status: 200,
     result: (data) => data['testWebhook'],
+    doc: {
+      summary: 'Send a test ping now',
+      description: 'One synchronous `ping`, never retried, also while the webhook is disabled. The answer is its attempt record, 200 also when the receiver failed.',
+      tag: 'Deliveries',
+      response: 'DeliveryAttempt',
+    },
   },
   {
     method: 'GET',
@@ -46,5 +61,13 @@ export const deliveryRoutes: RestRoute[] = [
     },
     status: 200,
     result: (data) => data['deliveryAttempts'],
+    doc: {
+      summary: "A webhook's delivery attempts, newest first",
+      description: 'At most the last 100 attempts are in reach: `pagination.total` is never above 100.',
+      tag: 'Deliveries',
+      response: 'DeliveryAttemptPage',
+      errors: [400],
+      parameters: HISTORY_PARAMETERS,
+    },
   },
 ];

@@ -9,9 +9,12 @@ export const eventRoutes: RestRoute[] = [
       publishEvent(input: $input) { id event deliveries replayed }
     }`,
     body: z.object({
-      event: z.string({ error: 'event is required and must be a string' }),
-      data: z.record(z.string(), z.unknown(), { error: 'data is required and must be a JSON object' }),
-      tenant_id: z.string({ error: 'tenant_id must be a string' }).optional(),
+      event: z.string({ error: 'event is required and must be a string' }).describe('A known event type other than ping.'),
+      data: z.record(z.string(), z.unknown(), { error: 'data is required and must be a JSON object' }).describe('The event payload.'),
+      tenant_id: z
+        .string({ error: 'tenant_id must be a string' })
+        .optional()
+        .describe("Required with a service token; otherwise absent or the caller's own tenant."),
     }),
     maxBodyBytes: 'event',
     variables: ({ body }) => ({
@@ -21,6 +24,25 @@ export const eventRoutes: RestRoute[] = [
     result: (data) => {
       const { id, event, deliveries } = data['publishEvent'] as { id: string; event: string; deliveries: number };
       return { id, event, deliveries };
+    },
+    doc: {
+      summary: 'Publish an event',
+      description: 'Writes the event and one pending delivery per enabled, subscribed webhook of the tenant before answering.',
+      tag: 'Events',
+      response: 'PublishedEvent',
+      success: {
+        202: 'Accepted: the event and its deliveries are stored.',
+        200: 'A repeated publish with the same Idempotency-Key: the first result, nothing new is sent.',
+      },
+      errors: [422],
+      parameters: [
+        {
+          name: 'Idempotency-Key',
+          in: 'header',
+          description: 'A repeated publish with the same key returns the first result (200) without new deliveries.',
+          schema: { type: 'string', minLength: 1, maxLength: 255 },
+        },
+      ],
     },
   },
 ];

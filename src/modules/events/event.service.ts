@@ -25,6 +25,12 @@ export interface PublishResult {
 
 const IDEMPOTENCY_KEY_MAX = 255;
 
+// Raw `execute` hands back the driver's own error, not MikroORM's mapped exception, so the
+// Postgres SQLSTATE (23505 unique_violation) is checked as well.
+function isUniqueViolation(err: unknown): boolean {
+  return err instanceof UniqueConstraintViolationException || (err as { code?: unknown } | null)?.code === '23505';
+}
+
 function resolveTenant(viewer: Viewer, requested: string | null | undefined): string {
   if (viewer.role === 'service') {
     if (requested === undefined || requested === null || requested === '') {
@@ -114,7 +120,7 @@ export class EventService {
       );
     } catch (err) {
       // Two publishes raced with one key: the unique index let one win; answer with its result.
-      if (key !== null && err instanceof UniqueConstraintViolationException) {
+      if (key !== null && isUniqueViolation(err)) {
         const earlier = await this.findByIdempotencyKey(tenantId, key);
         if (earlier) return earlier;
       }

@@ -7,13 +7,20 @@ const WEBHOOK_FIELDS = 'id name url events enabled createdAt updatedAt lastDeliv
 // Types are checked here so that wrong JSON types are 400 before GraphQL sees them (GraphQL would
 // otherwise coerce a lone string into a one-element list). Values are the service's business.
 const createBody = z.object({
-  name: z.string({ error: 'name is required and must be a string' }),
-  url: z.string({ error: 'url is required and must be a string' }),
-  events: z.array(z.string({ error: 'events must be an array of strings' }), {
-    error: 'events is required and must be an array of strings',
-  }),
-  enabled: z.boolean({ error: 'enabled must be a boolean' }).optional(),
-  secret: z.string({ error: 'secret must be a string' }).optional(),
+  name: z.string({ error: 'name is required and must be a string' }).describe('1 to 255 characters.'),
+  url: z
+    .string({ error: 'url is required and must be a string' })
+    .describe('An absolute https URL on a public address, at most 2048 characters, without user:password.'),
+  events: z
+    .array(z.string({ error: 'events must be an array of strings' }), {
+      error: 'events is required and must be an array of strings',
+    })
+    .describe('Known event types (GET /api/v1/webhooks/events), at least one; duplicates are removed, order is kept.'),
+  enabled: z.boolean({ error: 'enabled must be a boolean' }).optional().describe('Defaults to true.'),
+  secret: z
+    .string({ error: 'secret must be a string' })
+    .optional()
+    .describe('Your own signing secret: whsec_ followed by the base64 of 24 bytes. Generated when absent.'),
 });
 
 const updateBody = z
@@ -22,8 +29,9 @@ const updateBody = z
     url: z.string({ error: 'url must be a string' }).optional(),
     events: z.array(z.string({ error: 'events must be an array of strings' }), { error: 'events must be an array of strings' }).optional(),
     enabled: z.boolean({ error: 'enabled must be a boolean' }).optional(),
-    secret: z.unknown().optional(),
-  });
+    secret: z.unknown().optional().describe('Not accepted: secrets never change (422).'),
+  })
+  .describe('Partial update: absent fields are left as they are.');
 
 export const webhookRoutes: RestRoute[] = [
   {
@@ -32,6 +40,7 @@ export const webhookRoutes: RestRoute[] = [
     operation: `query ListWebhooks { webhooks { ${WEBHOOK_FIELDS} } }`,
     status: 200,
     result: (data) => data['webhooks'],
+    doc: { summary: 'List webhooks, newest first', tag: 'Webhooks', response: 'WebhookList' },
   },
   {
     method: 'POST',
@@ -46,6 +55,13 @@ export const webhookRoutes: RestRoute[] = [
       const payload = data['createWebhook'] as { webhook: Record<string, unknown>; secret: string };
       return { ...payload.webhook, secret: payload.secret };
     },
+    doc: {
+      summary: 'Create a webhook',
+      description: 'The answer carries the signing `secret`, shown this once only. A `ping` is sent to the new webhook.',
+      tag: 'Webhooks',
+      response: 'CreatedWebhook',
+      errors: [422],
+    },
   },
   {
     method: 'GET',
@@ -53,6 +69,7 @@ export const webhookRoutes: RestRoute[] = [
     operation: `query WebhookEventTypes { webhookEventTypes { event description } }`,
     status: 200,
     result: (data) => ({ events: data['webhookEventTypes'] }),
+    doc: { summary: 'List the event types a webhook can subscribe to', tag: 'Webhooks', response: 'EventTypeList' },
   },
   {
     method: 'GET',
@@ -61,6 +78,7 @@ export const webhookRoutes: RestRoute[] = [
     variables: ({ params }) => ({ id: params['id'] }),
     status: 200,
     result: (data) => data['webhook'],
+    doc: { summary: 'Get a webhook', tag: 'Webhooks', response: 'Webhook' },
   },
   {
     method: 'PUT',
@@ -79,6 +97,13 @@ export const webhookRoutes: RestRoute[] = [
     },
     status: 200,
     result: (data) => data['updateWebhook'],
+    doc: {
+      summary: 'Update a webhook',
+      description: 'Partial update of `name`, `url`, `events` and `enabled`. Disabling stops pending retries.',
+      tag: 'Webhooks',
+      response: 'Webhook',
+      errors: [422],
+    },
   },
   {
     method: 'DELETE',
@@ -86,5 +111,6 @@ export const webhookRoutes: RestRoute[] = [
     operation: `mutation DeleteWebhook($id: ID!) { deleteWebhook(id: $id) }`,
     variables: ({ params }) => ({ id: params['id'] }),
     status: 204,
+    doc: { summary: 'Delete a webhook', description: 'Pending retries are cancelled.', tag: 'Webhooks' },
   },
 ];

@@ -1,0 +1,94 @@
+// Prometheus metrics, one registry per gateway (tests run several gateways in one process).
+// The queue figures are read from Postgres at scrape time, so every instance reports the shared
+// backlog rather than a guess of its own.
+import type { MikroORM } from '@mikro-orm/postgresql';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpDuration: Histogram<'method' | 'route'>;
+  attempts: Counter<'outcome' | 'error_class'>;
+  attemptDuration: Histogram<'outcome'>;
+  deliveriesFinished: Counter<'status'>;
+}
+
+export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => number }): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'gateway_process_' });
+
+  const httpRequests = new Counter({
+    name: 'gateway_http_requests_total',
+    help: 'HTTP requests answered, by route pattern and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: 'gateway_http_request_duration_seconds',
+    help: 'Time to answer HTTP requests.',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [registry],
+  });
+  const attempts = new Counter({
+    name: 'gateway_delivery_attempts_total',
+    help: 'Delivery attempts made, by outcome and error class.',
+    labelNames: ['outcome', 'error_class'] as const,
+    registers: [registry],
+  });
+  const attemptDuration = new Histogram({
+    name: 'gateway_delivery_attempt_duration_seconds',
+    help: 'Duration of delivery attempts, request to response.',
+    labelNames: ['outcome'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const deliveriesFinished = new Counter({
+    name: 'gateway_deliveries_finished_total',
+    help: 'Deliveries that reached a final status (success, failed, cancelled).',
+    labelNames: ['status'] as const,
+    registers: [registry],
+  });
+
+  const backlog = new Gauge({
+    name: 'gateway_delivery_backlog',
+    help: 'Pending deliveries that are due now (across all instances).',
+    registers: [registry],
+  });
+  const oldestAge = new Gauge({
+    name: 'gateway_delivery_backlog_oldest_age_seconds',
+    help: 'How long the oldest due pending delivery has been waiting (0 when none).',
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'gateway_queue_scrape',
+    help: 'Internal: refreshes the backlog figures at scrape time.',
+    registers: [registry],
+    async collect() {
+      try {
+        const rows = await deps.orm.em
+          .fork()
+          .getConnection()
+          .execute<{ due: string; age: number | null }[]>(
+            `select count(*) as due, extract(epoch from now() - min(next_attempt_at)) as age
+             from delivery where status = 'pending' and next_attempt_at <= now()`,
+          );
+        backlog.set(Number(rows[0]?.due ?? 0));
+        oldestAge.set(Math.max(0, Number(rows[0]?.age ?? 0)));
+        this.set(1);
+      } catch {
+        this.set(0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'gateway_subscriptions_open',
+    help: 'Live GraphQL subscriptions (SSE and WebSocket) open on this instance.',
+    registers: [registry],
+    collect() {
+      this.set(deps.openSubscriptions?.() ?? 0);
+    },
+  });
+
+  return { registry, httpRequests, httpDuration, attempts, attemptDuration, deliveriesFinished };
+}

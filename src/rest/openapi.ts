@@ -1,0 +1,374 @@
+// The OpenAPI 3.1 description of the gateway's HTTP API, served at GET /api/v1/openapi.json.
+// Paths, methods, path parameters and request bodies are read off the REST route table (bodies
+// through z.toJSONSchema of each row's zod schema), so no row can be missing from the document and
+// no documented operation can lack a row. Response shapes are written out here, once; the tests
+// hold them against real answers of a running gateway.
+import type { ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { ERROR_STATUS, type ErrorCode } from '../errors.js';
+import { EVENT_TYPES } from '../modules/events/event-types.js';
+import { VERSION } from '../version.js';
+import type { ResponseSchemaName, RestRoute, RouteDoc } from './route.js';
+import { restRoutes } from './routes.js';
+
+type Json = Record<string, unknown>;
+
+export const OPENAPI_PATH = '/api/v1/openapi.json';
+
+const ref = (kind: 'schemas' | 'responses' | 'headers', name: string) => ({ $ref: `#/components/${kind}/${name}` });
+const nullable = (type: string, extra: Json = {}) => ({ type: [type, 'null'], ...extra });
+const dateTime = (description?: string) => ({ type: 'string', format: 'date-time', ...(description ? { description } : {}) });
+const id = (prefix: string) => ({ type: 'string', pattern: `^${prefix}_[A-Za-z0-9_-]{20}$` });
+const object = (properties: Record<string, Json>, description?: string): Json => ({
+  type: 'object',
+  ...(description ? { description } : {}),
+  required: Object.keys(properties),
+  properties,
+});
+
+const WEBHOOK_PROPERTIES = {
+  id: id('wh'),
+  name: { type: 'string', minLength: 1, maxLength: 255 },
+  url: { type: 'string', format: 'uri', maxLength: 2048 },
+  events: { type: 'array', items: { type: 'string' }, description: 'Subscribed event types, in the order given.' },
+  enabled: { type: 'boolean', description: 'Disabled webhooks receive nothing.' },
+  created_at: dateTime(),
+  updated_at: dateTime(),
+  last_delivery_status: nullable('string', { enum: ['success', 'failed', null] }),
+  last_delivery_at: nullable('string', { format: 'date-time' }),
+};
+
+const API_KEY_PROPERTIES = {
+  id: id('key'),
+  name: { type: 'string' },
+  prefix: { type: 'string', description: 'The first characters of the key, to tell keys apart.' },
+  created_at: dateTime(),
+  last_used_at: nullable('string', { format: 'date-time' }),
+};
+
+const HEADER_MAP = { type: 'object', additionalProperties: { type: 'string' } };
+
+/** Success bodies, by the names route rows use in `doc.response`. */
+const RESPONSE_SCHEMAS: Record<ResponseSchemaName, Json> = {
+  Webhook: object(WEBHOOK_PROPERTIES, 'An HTTPS endpoint subscribed to InfraAudit events. Never carries the secret.'),
+  WebhookList: { type: 'array', items: ref('schemas', 'Webhook') },
+  CreatedWebhook: object(
+    {
+      ...WEBHOOK_PROPERTIES,
+      secret: {
+        type: 'string',
+        pattern: '^whsec_[A-Za-z0-9+/]{32}$',
+        description: 'The signing secret, shown in this answer only: store it now.',
+      },
+    },
+    'The new webhook with its signing secret.',
+  ),
+  EventTypeList: object({
+    events: {
+      type: 'array',
+      items: object({ event: { type: 'string', examples: ['drift.detected'] }, description: { type: 'string' } }),
+    },
+  }),
+  DeliveryAttempt: object(
+    {
+      id: id('att'),
+      delivery_id: { ...id('del'), description: 'The same across retries: receivers deduplicate on it.' },
+      webhook_id: id('wh'),
+      event_type: { type: 'string' },
+      status: { type: 'string', enum: ['success', 'failed'] },
+      attempt: { type: 'integer', minimum: 1, description: '1 for the first try, 2 for the first retry, ...' },
+      response_code: nullable('integer'),
+      duration_ms: { type: 'integer', minimum: 0 },
+      request_headers: { ...HEADER_MAP, description: 'Headers sent; never the signing secret.' },
+      request_body: { type: 'string' },
+      response_headers: nullable('object', { additionalProperties: { type: 'string' } }),
+      response_body: nullable('string', { description: 'Truncated to a few KiB.' }),
+      response_body_truncated: { type: 'boolean' },
+      error: nullable('string'),
+      error_class: nullable('string', { enum: ['dns', 'connect', 'tls', 'timeout', 'http', 'blocked', null] }),
+      created_at: dateTime(),
+      next_retry_at: nullable('string', { format: 'date-time', description: 'When the next retry is due, if one is.' }),
+    },
+    'One HTTP request made for a delivery, with what the receiver answered.',
+  ),
+  DeliveryAttemptPage: object({
+    data: { type: 'array', items: ref('schemas', 'DeliveryAttempt') },
+    pagination: object({
+      page: { type: 'integer', minimum: 1 },
+      pageSize: { type: 'integer', minimum: 1, maximum: 100 },
+      total: { type: 'integer', minimum: 0, maximum: 100 },
+      totalPages: { type: 'integer', minimum: 0 },
+    }),
+  }),
+  PublishedEvent: object({
+    id: id('evt'),
+    event: { type: 'string' },
+    deliveries: { type: 'integer', minimum: 0, description: 'Deliveries queued: one per enabled, subscribed webhook.' },
+  }),
+  ApiKeyList: { type: 'array', items: ref('schemas', 'ApiKey') },
+  CreatedApiKey: object(
+    { ...API_KEY_PROPERTIES, key: { type: 'string', pattern: '^ia_live_', description: 'The key itself, shown in this answer only.' } },
+    'The new API key, with the key itself.',
+  ),
+};
+
+const ERROR_MEANING: Partial<Record<ErrorCode, string>> = {
+  BAD_REQUEST: 'Malformed JSON, a body that is not an object, wrong JSON types, missing or empty required fields, or bad query values.',
+  UNAUTHORIZED: 'No token, or a malformed, expired, wrongly signed or revoked one.',
+  FORBIDDEN: 'A valid token that may not do this (a token without a tenant, or publishing for another tenant).',
+  NOT_FOUND: "Unknown, malformed or another tenant's id.",
+  PAYLOAD_TOO_LARGE: 'The body is over the configured limit.',
+  UNSUPPORTED_MEDIA_TYPE: 'The body is not application/json.',
+  VALIDATION_ERROR: 'Well-formed but invalid values: a bad or blocked URL, an unknown event type, a name too long, a bad secret.',
+  RATE_LIMITED: "Over the tenant's rate limit. Wait `retryAfter` seconds (also in Retry-After).",
+  INTERNAL_ERROR: 'Something unexpected; details are in the gateway log, never in the answer.',
+};
+
+const codeOf = (status: number) => (Object.keys(ERROR_STATUS) as ErrorCode[]).find((code) => ERROR_STATUS[code] === status);
+const pascal = (code: string) => code.toLowerCase().replace(/(^|_)([a-z])/g, (_m, _s, c: string) => c.toUpperCase());
+
+const RATE_LIMIT_HEADERS = {
+  'X-RateLimit-Limit': ref('headers', 'X-RateLimit-Limit'),
+  'X-RateLimit-Remaining': ref('headers', 'X-RateLimit-Remaining'),
+  'X-RateLimit-Reset': ref('headers', 'X-RateLimit-Reset'),
+};
+
+/**
+ * One shared response per error code, its `code` pinned. 401 is answered before the caller is known,
+ * so it counts against no rate limit and carries no X-RateLimit-* headers; the others do.
+ */
+function errorResponses(): Json {
+  const responses: Json = {};
+  for (const [code, meaning] of Object.entries(ERROR_MEANING) as [ErrorCode, string][]) {
+    const limited = code === 'RATE_LIMITED';
+    const schema = {
+      allOf: [
+        ref('schemas', 'Error'),
+        {
+          type: 'object',
+          properties: {
+            code: { const: code },
+            ...(limited ? { retryAfter: { type: 'integer', minimum: 0, description: 'Seconds to wait.' } } : {}),
+          },
+          ...(limited ? { required: ['retryAfter'] } : {}),
+        },
+      ],
+    };
+    responses[pascal(code)] = {
+      description: meaning,
+      ...(code === 'UNAUTHORIZED'
+        ? {}
+        : { headers: { ...(limited ? { 'Retry-After': ref('headers', 'Retry-After') } : {}), ...RATE_LIMIT_HEADERS } }),
+      content: { 'application/json': { schema } },
+    };
+  }
+  return responses;
+}
+
+/** Errors every row can answer, plus those that follow from its shape. */
+function errorStatuses(route: RestRoute): number[] {
+  const statuses = new Set([401, 403, 429, 500, ...(route.doc?.errors ?? [])]);
+  if (route.body) for (const s of [400, 413, 415]) statuses.add(s);
+  if (route.path.includes('/:')) statuses.add(404);
+  return [...statuses].sort((a, b) => a - b);
+}
+
+/** The row's success statuses and their meanings. */
+export function successStatuses(route: RestRoute): Record<number, string> {
+  if (route.doc?.success) return route.doc.success;
+  if (typeof route.status !== 'number') throw new Error(`${route.method} ${route.path}: a computed status needs doc.success`);
+  return { [route.status]: route.status === 204 ? 'Done; the answer has no body.' : 'OK' };
+}
+
+/** `/api/v1/webhooks/:id` becomes `/api/v1/webhooks/{id}`. */
+export const openApiPath = (path: string) => path.replace(/:([A-Za-z_][A-Za-z0-9_]*)/g, '{$1}');
+
+function requestBodySchema(schema: z.ZodType): Json {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' });
+  return rest;
+}
+
+function operationFor(route: RestRoute): Json {
+  const doc: RouteDoc = route.doc ?? { summary: `${route.method} ${route.path}`, tag: 'Webhooks' };
+  const parameters: Json[] = [...route.path.matchAll(/:([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => ({
+    name: m[1],
+    in: 'path',
+    required: true,
+    schema: { type: 'string' },
+    description: 'An id from an earlier answer. Unknown, malformed and other tenants’ ids are all 404.',
+  }));
+  parameters.push(...(doc.parameters ?? []).map((p) => ({ ...p })));
+
+  const responses: Json = {};
+  for (const [status, description] of Object.entries(successStatuses(route))) {
+    responses[status] = {
+      description,
+      headers: RATE_LIMIT_HEADERS,
+      ...(doc.response ? { content: { 'application/json': { schema: ref('schemas', doc.response) } } } : {}),
+    };
+  }
+  for (const status of errorStatuses(route)) {
+    const code = codeOf(status);
+    if (!code) throw new Error(`${route.method} ${route.path}: no error code answers ${status}`);
+    responses[String(status)] = ref('responses', pascal(code));
+  }
+
+  return {
+    operationId: route.operation.match(/^\s*(?:query|mutation)\s+([A-Za-z0-9_]+)/)?.[1] ?? `${route.method} ${route.path}`,
+    summary: doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
+    tags: [doc.tag],
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(route.body
+      ? { requestBody: { required: true, content: { 'application/json': { schema: requestBodySchema(route.body) } } } }
+      : {}),
+    responses,
+  };
+}
+
+const statusBody = (value: string) => object({ status: { type: 'string', const: value } });
+
+function operationalPaths(): Json {
+  const health = {
+    get: {
+      operationId: 'Health',
+      summary: 'Liveness',
+      tags: ['Operations'],
+      security: [],
+      responses: { 200: { description: 'The process is up.', content: { 'application/json': { schema: statusBody('ok') } } } },
+    },
+  };
+  return {
+    '/health': health,
+    '/healthz': { get: { ...health.get, operationId: 'Healthz' } },
+    '/readyz': {
+      get: {
+        operationId: 'Readyz',
+        summary: 'Readiness: the database answers',
+        tags: ['Operations'],
+        security: [],
+        responses: {
+          200: { description: 'Ready.', content: { 'application/json': { schema: statusBody('ok') } } },
+          503: { description: 'The database does not answer.', content: { 'application/json': { schema: statusBody('unavailable') } } },
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'Metrics',
+        summary: 'Prometheus metrics',
+        description: 'Open unless METRICS_TOKEN is set; then it needs `Authorization: Bearer <METRICS_TOKEN>`.',
+        tags: ['Operations'],
+        security: [{}, { metricsToken: [] }],
+        responses: {
+          200: { description: 'Prometheus text exposition format.', content: { 'text/plain': { schema: { type: 'string' } } } },
+          401: ref('responses', 'Unauthorized'),
+        },
+      },
+    },
+    [OPENAPI_PATH]: {
+      get: {
+        operationId: 'OpenApiDocument',
+        summary: 'This document',
+        description: 'Needs no token, so that /docs can read it.',
+        tags: ['Operations'],
+        security: [],
+        responses: { 200: { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } },
+      },
+    },
+  };
+}
+
+/** The document for `routes`; exported for tests, the gateway serves `openApiDocument()`. */
+export function buildOpenApiDocument(routes: RestRoute[]): Json {
+  const paths: Record<string, Json> = {};
+  for (const route of routes) {
+    const key = openApiPath(route.path);
+    const item = (paths[key] ??= {});
+    item[route.method.toLowerCase()] = operationFor(route);
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'InfraAudit webhook gateway',
+      version: VERSION,
+      description: [
+        'Signed, durable webhook delivery for InfraAudit events. Every /api/v1 operation runs the same resolver as',
+        'the GraphQL API at /graphql.',
+        '',
+        'Errors are `{"error": "...", "code": "MACHINE_CODE", "details": ...}` with `details` optional.',
+        'Every answer to an authenticated request carries X-RateLimit-Limit, X-RateLimit-Remaining and',
+        'X-RateLimit-Reset when rate limiting is on.',
+        '',
+        `Event types: ${EVENT_TYPES.map((t) => `\`${t.event}\``).join(', ')}.`,
+      ].join('\n'),
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+    },
+    tags: [
+      { name: 'Webhooks', description: 'Endpoints that receive signed event deliveries.' },
+      { name: 'Deliveries', description: 'Test pings and the delivery history of a webhook.' },
+      { name: 'Events', description: 'Publishing events to the tenant’s webhooks.' },
+      { name: 'API keys', description: 'Tenant-bound `ia_live_` keys.' },
+      { name: 'Operations', description: 'Unauthenticated health, readiness and metrics endpoints.' },
+    ],
+    security: [{ bearerAuth: [] }],
+    paths: { ...paths, ...operationalPaths() },
+    components: {
+      securitySchemes: {
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT or ia_live_ API key',
+          description: 'A JWT (HS256 with JWT_SECRET, or keys from JWT_JWKS_URL) or an `ia_live_` API key.',
+        },
+        metricsToken: { type: 'http', scheme: 'bearer', description: 'The METRICS_TOKEN setting.' },
+      },
+      headers: {
+        'X-RateLimit-Limit': { description: "Requests allowed per window for the caller's tenant.", schema: { type: 'integer' } },
+        'X-RateLimit-Remaining': { description: 'Requests left in the current window.', schema: { type: 'integer' } },
+        'X-RateLimit-Reset': { description: 'When the window resets, in unix seconds.', schema: { type: 'integer' } },
+        'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } },
+      },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error', 'code'],
+          properties: {
+            error: { type: 'string', description: 'A human message.' },
+            code: { type: 'string', description: 'A stable machine code.', enum: Object.keys(ERROR_STATUS) },
+            details: { description: 'More about the error, e.g. `{"field": "url"}`.' },
+          },
+        },
+        ApiKey: object(API_KEY_PROPERTIES, 'A tenant-bound API key. Only its prefix is shown after creation.'),
+        ...RESPONSE_SCHEMAS,
+      },
+      responses: errorResponses(),
+    },
+  };
+}
+
+let cached: { document: Json; text: string } | undefined;
+
+function load() {
+  if (!cached) {
+    const document = buildOpenApiDocument(restRoutes);
+    cached = { document, text: JSON.stringify(document) };
+  }
+  return cached;
+}
+
+/** The document for the route table; built once. */
+export function openApiDocument(): Json {
+  return load().document;
+}
+
+/** GET /api/v1/openapi.json. Needs no token. */
+export function handleOpenApi(res: ServerResponse): void {
+  const { text } = load();
+  res.writeHead(200, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-cache',
+  });
+  res.end(text);
+}
