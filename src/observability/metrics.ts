@@ -15,7 +15,7 @@ export interface Metrics {
 
 export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => number }): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'gateway_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
 
   const httpRequests = new Counter({
     name: 'gateway_http_requests_total',
