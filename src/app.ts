@@ -18,6 +18,8 @@ import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
 import { createRequestContextFactory, requestIdFrom } from './request-context.js';
 import { sendError, sendJson, sendRateLimited } from './rest/http-io.js';
+import { handleDocs } from './rest/docs-page.js';
+import { handleOpenApi, OPENAPI_PATH } from './rest/openapi.js';
 import { createRestRouter } from './rest/router.js';
 import { restRoutes } from './rest/routes.js';
 
@@ -51,7 +53,9 @@ export function createApp(deps: AppDeps): App {
   /** Counts the request against the viewer's tenant and sets the X-RateLimit-* headers. */
   async function limit(viewer: Viewer, res: ServerResponse): Promise<void> {
     if (!rateLimiter) return;
-    const decision = await rateLimiter.consume(viewer.tenantId ?? 'service');
+    // Tenant ids are free text: namespaced, so a tenant named "service" cannot spend the budget
+    // of the service tokens that publish for every tenant.
+    const decision = await rateLimiter.consume(viewer.tenantId === null ? 'service' : `tenant:${viewer.tenantId}`);
     for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
     if (!decision.allowed) throw new RateLimitedError(decision.retryAfterSec, decision.headers);
   }
@@ -121,6 +125,14 @@ export function createApp(deps: AppDeps): App {
       res.end(text);
       return path;
     }
+    if (path === OPENAPI_PATH && req.method === 'GET') {
+      handleOpenApi(res);
+      return path;
+    }
+    if (path === '/docs' || path.startsWith('/docs/')) {
+      await handleDocs(req, res, path);
+      return '/docs';
+    }
     if (path === '/graphql' || path.startsWith('/graphql/')) {
       await graphql(req, res, url);
       return '/graphql';
@@ -138,23 +150,28 @@ export function createApp(deps: AppDeps): App {
       const url = new URL(req.url ?? '/', 'http://gateway.invalid');
       const requestId = requestIdFrom(req.headers['x-request-id'] as string | undefined);
       let routeLabel = 'unmatched';
+      let routed: Promise<void> = Promise.resolve();
       res.setHeader('x-request-id', requestId);
       applySecurityHeaders(res, url.pathname);
       res.on('finish', () => {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         const method = req.method ?? 'GET';
-        metrics.httpRequests.inc({ method, route: routeLabel, status: String(res.statusCode) });
-        metrics.httpDuration.observe({ method, route: routeLabel }, seconds);
-        logger.info(
-          { requestId, method, route: routeLabel, path: url.pathname, status: res.statusCode, durationMs: Math.round(seconds * 1000) },
-          'request',
-        );
+        // An answer sent synchronously (/health, a 401 on /metrics) finishes before route()'s
+        // promise hands back its label; record once that label is known.
+        void routed.then(() => {
+          metrics.httpRequests.inc({ method, route: routeLabel, status: String(res.statusCode) });
+          metrics.httpDuration.observe({ method, route: routeLabel }, seconds);
+          logger.info(
+            { requestId, method, route: routeLabel, path: url.pathname, status: res.statusCode, durationMs: Math.round(seconds * 1000) },
+            'request',
+          );
+        });
       });
       if (applyCors(req, res, config.allowedOrigins)) {
         routeLabel = 'preflight';
         return;
       }
-      route(req, res, url, requestId)
+      routed = route(req, res, url, requestId)
         .then((label) => {
           routeLabel = label;
         })

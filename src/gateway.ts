@@ -16,6 +16,7 @@ import { createSender } from './delivery/sender.js';
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
 import { createMetrics } from './observability/metrics.js';
+import { attachLiveSubscriptions, type LiveSubscriptions } from './subscriptions/live-subscriptions.js';
 
 export interface Gateway {
   config: Config;
@@ -36,6 +37,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let server: Server | undefined;
   let scheduler: Scheduler | undefined;
   let rateLimiter: RateLimiter | undefined;
+  let live: LiveSubscriptions | undefined;
   const sender = createSender({
     timeoutMs: config.webhookTimeoutMs,
     allowInsecureUrls: config.allowInsecureUrls,
@@ -51,7 +53,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     const serverClosed = s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve();
     s?.closeIdleConnections();
     const force = setTimeout(() => s?.closeAllConnections(), config.shutdownTimeoutMs);
-    await Promise.all([serverClosed, scheduler?.stop(config.shutdownTimeoutMs)]);
+    // Subscriptions never end by themselves: end them, or their connections hold the server open.
+    await Promise.all([live?.close(), serverClosed, scheduler?.stop(config.shutdownTimeoutMs)]);
     clearTimeout(force);
     sender.close();
     await rateLimiter?.close();
@@ -107,7 +110,26 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       });
       const app = createApp({ config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter });
       const s = createServer((req, res) => app.handle(req, res));
+      // Requests Node cannot parse never reach the app; answer them in the same JSON shape.
+      s.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+        if (!socket.writable) {
+          socket.destroy();
+          return;
+        }
+        const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+        const body = JSON.stringify(
+          tooLarge
+            ? { error: 'request headers are too large', code: 'BAD_REQUEST' }
+            : { error: 'malformed HTTP request', code: 'BAD_REQUEST' },
+        );
+        socket.end(
+          `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
+            `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+            `connection: close\r\n\r\n${body}`,
+        );
+      });
       server = s;
+      live = attachLiveSubscriptions(s, { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter });
       s.headersTimeout = 30_000;
       s.requestTimeout = 60_000;
       s.keepAliveTimeout = 5_000;

@@ -5,6 +5,7 @@
 // hold them against real answers of a running gateway.
 import type { ServerResponse } from 'node:http';
 import { z } from 'zod';
+import { MAX_JSON_DEPTH } from '../db/storable-text.js';
 import { ERROR_STATUS, type ErrorCode } from '../errors.js';
 import { EVENT_TYPES } from '../modules/events/event-types.js';
 import { VERSION } from '../version.js';
@@ -119,7 +120,8 @@ const ERROR_MEANING: Partial<Record<ErrorCode, string>> = {
   NOT_FOUND: "Unknown, malformed or another tenant's id.",
   PAYLOAD_TOO_LARGE: 'The body is over the configured limit.',
   UNSUPPORTED_MEDIA_TYPE: 'The body is not application/json.',
-  VALIDATION_ERROR: 'Well-formed but invalid values: a bad or blocked URL, an unknown event type, a name too long, a bad secret.',
+  VALIDATION_ERROR:
+    `Well-formed but invalid values: a bad or blocked URL, an unknown event type, a name too long, a bad secret, text with NUL characters or unpaired surrogates, event data nested deeper than ${MAX_JSON_DEPTH} levels.`,
   RATE_LIMITED: "Over the tenant's rate limit. Wait `retryAfter` seconds (also in Retry-After).",
   INTERNAL_ERROR: 'Something unexpected; details are in the gateway log, never in the answer.',
 };
@@ -347,17 +349,25 @@ export function buildOpenApiDocument(routes: RestRoute[]): Json {
   };
 }
 
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 let cached: { document: Json; text: string } | undefined;
 
 function load() {
   if (!cached) {
-    const document = buildOpenApiDocument(restRoutes);
+    const document = deepFreeze(buildOpenApiDocument(restRoutes));
     cached = { document, text: JSON.stringify(document) };
   }
   return cached;
 }
 
-/** The document for the route table; built once. */
+/** The document for the route table; built once and frozen, since every caller shares it. */
 export function openApiDocument(): Json {
   return load().document;
 }

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { apiKeyPrefix, generateApiKey, hashApiKey } from '../../crypto/api-key-token.js';
+import { isStorableText } from '../../db/storable-text.js';
 import { AppError, notFound } from '../../errors.js';
 import { isId, newId } from '../../ids.js';
 import { ApiKeySchema, type ApiKey } from './api-key.entity.js';
@@ -35,6 +36,9 @@ export class ApiKeyService {
   async create(tenantId: string, name: string): Promise<CreatedApiKey> {
     const trimmed = name.trim();
     if (trimmed === '') throw new AppError('BAD_REQUEST', 'name is required', { field: 'name' });
+    if (!isStorableText(trimmed)) {
+      throw new AppError('VALIDATION_ERROR', 'name must not contain NUL characters or unpaired surrogates', { field: 'name' });
+    }
     if (trimmed.length > 255) {
       throw new AppError('VALIDATION_ERROR', 'name must be at most 255 characters', { field: 'name' });
     }
