@@ -37,12 +37,21 @@ interface ClaimRow {
 // slot. SKIP LOCKED lets concurrent workers pass over rows another claim is taking right now;
 // the lease (longer than the HTTP timeout) is what keeps a row from being sent twice while its
 // worker lives, and what hands it to another worker when that worker dies.
+// A leased row is always a due pending row (only due rows are claimed, and nothing moves
+// next_attempt_at until the attempt is recorded, which also clears the lease), so one pass over
+// the due rows (the partial index) gives each webhook's oldest free row and its leased count:
+// webhooks already at their cap are left out of the heads, so they cannot crowd out the others,
+// and no count ever reads a webhook's history or its future retries.
 const CLAIM_SQL = `
 with heads as (
-  select webhook_id, min(next_attempt_at) as oldest
+  select webhook_id,
+         min(next_attempt_at) filter (where lease_expires_at is null or lease_expires_at <= now()) as oldest,
+         count(*) filter (where lease_expires_at > now()) as leased
   from delivery
   where status = 'pending' and next_attempt_at <= now()
   group by webhook_id
+  having count(*) filter (where lease_expires_at > now()) < ?
+     and count(*) filter (where lease_expires_at is null or lease_expires_at <= now()) > 0
   order by oldest
   limit ?
 ), picked as (
@@ -56,10 +65,7 @@ with heads as (
       and x.next_attempt_at <= now()
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
     order by x.next_attempt_at
-    limit greatest(0, ? - (
-      select count(*) from delivery y
-      where y.webhook_id = h.webhook_id and y.status = 'pending' and y.lease_expires_at > now()
-    ))
+    limit ? - h.leased
     for update skip locked
   ) d
   limit ?
@@ -81,7 +87,11 @@ export async function claimDue(
 ): Promise<ClaimedDelivery[]> {
   const rows = await em
     .getConnection()
-    .execute<ClaimRow[]>(CLAIM_SQL, [options.limit, options.perWebhookCap, options.limit, options.leaseMs], 'all');
+    .execute<ClaimRow[]>(
+      CLAIM_SQL,
+      [options.perWebhookCap, options.limit, options.perWebhookCap, options.limit, options.leaseMs],
+      'all',
+    );
   return rows.map((r) => ({
     id: r.id,
     webhookId: r.webhook_id,
@@ -121,42 +131,35 @@ export async function recordAttempt(
   return em.transactional(async (tx) => {
     const conn = tx.getConnection();
     const ctx = tx.getTransactionContext();
-    const status = result.ok ? 'success' : input.retryInMs === null ? 'failed' : 'pending';
-    // Deleting or disabling a webhook locks its row and then its deliveries; locking the delivery
+    // Deleting or disabling a webhook locks its row and then its deliveries; taking the delivery
     // first and the webhook row later (the attempt's foreign key, last_delivery_status) would
-    // deadlock with them, so the webhook row is taken first here too.
+    // deadlock with them, so the webhook row is locked before the delivery here too.
     await conn.execute('select 1 from webhook where id = ? for no key update', [delivery.webhookId], 'all', ctx);
-    const updated = await conn.execute<{ status: RecordedAttempt['deliveryStatus']; next_attempt_at: Date | null }[]>(
-      `update delivery
-       set attempts = attempts + 1,
-           status = ?,
-           next_attempt_at = case when ? = 'pending' then now() + (? * interval '1 millisecond') else null end,
-           lease_expires_at = null,
-           updated_at = now()
-       where id = ? and status = 'pending'
-       returning status, next_attempt_at`,
-      [status, status, input.retryInMs ?? 0, delivery.id],
+    // Locked first, so a cancel or a delete of this delivery waits for the record, or the record
+    // sees its outcome: a cancelled delivery stays cancelled and a deleted one records nothing.
+    const current = await conn.execute<{ status: RecordedAttempt['deliveryStatus'] }[]>(
+      'select status from delivery where id = ? for update',
+      [delivery.id],
       'all',
       ctx,
     );
-    let final = updated[0];
-    if (!final) {
-      const current = await conn.execute<{ status: RecordedAttempt['deliveryStatus'] }[]>(
-        'select status from delivery where id = ?',
-        [delivery.id],
-        'all',
-        ctx,
-      );
-      if (!current[0]) return null;
-      final = { status: current[0].status, next_attempt_at: null };
-    }
-    const nextRetryAt = final.status === 'pending' ? final.next_attempt_at : null;
-    await conn.execute(
+    if (!current[0]) return null;
+    const outcome = result.ok ? 'success' : input.retryInMs === null ? 'failed' : 'pending';
+    const status = current[0].status === 'pending' ? outcome : current[0].status;
+    const retryInMs = status === 'pending' ? input.retryInMs : null;
+    // The attempt's time is read when its row is written (clock_timestamp, not the transaction's
+    // start), so overlapping records still list newest first by both seq and created_at; the next
+    // retry is counted from that same instant.
+    const inserted = await conn.execute<{ next_retry_at: Date | string | null }[]>(
       `insert into delivery_attempt (
          id, delivery_id, webhook_id, tenant_id, event_type, attempt, status, response_code, duration_ms,
          request_headers, request_body, response_headers, response_body, response_body_truncated,
-         error, error_class, next_retry_at
-       ) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?, ?, ?, ?)`,
+         error, error_class, created_at, next_retry_at
+       )
+       select ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?, ?, ?,
+              t.at, t.at + (?::double precision * interval '1 millisecond')
+       from (select clock_timestamp() as at) t
+       returning next_retry_at`,
       [
         input.attemptId,
         delivery.id,
@@ -174,18 +177,35 @@ export async function recordAttempt(
         result.responseBodyTruncated,
         result.error,
         result.errorClass,
-        nextRetryAt,
+        retryInMs,
       ],
-      'run',
+      'all',
       ctx,
     );
     await conn.execute(
-      'update webhook set last_delivery_status = ?, last_delivery_at = now() where id = ?',
-      [result.ok ? 'success' : 'failed', delivery.webhookId],
+      `update delivery
+       set attempts = attempts + 1,
+           status = ?,
+           next_attempt_at = (select next_retry_at from delivery_attempt where id = ?),
+           lease_expires_at = null,
+           updated_at = now()
+       where id = ?`,
+      [status, input.attemptId, delivery.id],
       'run',
       ctx,
     );
-    return { attemptId: input.attemptId, deliveryStatus: final.status, nextAttemptAt: nextRetryAt ? new Date(nextRetryAt) : null };
+    // Records of one webhook can commit out of order; the newest attempt decides, not the last commit.
+    await conn.execute(
+      `update webhook w
+       set last_delivery_status = a.status, last_delivery_at = a.created_at
+       from delivery_attempt a
+       where a.id = ? and w.id = a.webhook_id and (w.last_delivery_at is null or w.last_delivery_at <= a.created_at)`,
+      [input.attemptId],
+      'run',
+      ctx,
+    );
+    const nextRetryAt = inserted[0]?.next_retry_at ?? null;
+    return { attemptId: input.attemptId, deliveryStatus: status, nextAttemptAt: nextRetryAt === null ? null : new Date(nextRetryAt) };
   });
 }
 

@@ -62,6 +62,24 @@ export function classifyError(error: unknown): { errorClass: AttemptErrorClass; 
   return { errorClass: 'connect', message };
 }
 
+interface ReceivedAnswer {
+  statusCode: number;
+  headers: http.IncomingHttpHeaders;
+  /** At most RESPONSE_BODY_LIMIT_BYTES of the body. */
+  body: Buffer;
+  /** The body was longer than what was kept, or ended early. */
+  truncated: boolean;
+}
+
+/**
+ * The body as text Postgres can store: a cut never leaves half a character behind, and NUL
+ * (which a text column refuses, so the attempt could never be recorded) becomes U+FFFD.
+ */
+function storableText(body: Buffer, truncated: boolean): string {
+  const text = new TextDecoder('utf-8').decode(body, { stream: truncated });
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
+}
+
 function flattenHeaders(headers: http.IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) {
@@ -91,23 +109,65 @@ export function createSender(options: SenderOptions): Sender {
     https: new https.Agent({ keepAlive: true, lookup, maxSockets: 256 }),
   };
 
+  // The status decides the outcome and the body is only kept for history, so at most `limit`
+  // bytes of it are read: a huge body cannot fill memory, and a 2xx whose body trickles on past
+  // the timeout is still the 2xx it was.
+  function postOnce(d: OutgoingDelivery, headers: Record<string, string>, remaining: number): Promise<ReceivedAnswer> {
+    const limit = options.responseBodyLimitBytes;
+    return new Promise((resolve, reject) => {
+      const stream = got.stream.post(d.url, {
+        body: d.body,
+        headers,
+        agent,
+        dnsLookup: lookup,
+        timeout: { request: remaining },
+        followRedirect: false,
+        retry: { limit: 0 },
+        throwHttpErrors: false,
+        decompress: true,
+      });
+      let response: http.IncomingMessage | undefined;
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      let settled = false;
+      const finish = (truncated: boolean) => {
+        if (settled || !response) return;
+        settled = true;
+        stream.destroy();
+        resolve({ statusCode: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks), truncated });
+      };
+      stream.on('response', (res: http.IncomingMessage) => {
+        response = res;
+      });
+      stream.on('data', (chunk: Buffer) => {
+        const room = limit - kept;
+        if (chunk.length > room) {
+          chunks.push(chunk.subarray(0, room));
+          kept = limit;
+          finish(true);
+          return;
+        }
+        chunks.push(chunk);
+        kept += chunk.length;
+      });
+      stream.on('end', () => finish(false));
+      stream.on('error', (err: Error) => {
+        // After the status line arrived the answer stands; only its body was cut short.
+        if (response) finish(true);
+        else if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      });
+    });
+  }
+
   async function post(d: OutgoingDelivery, headers: Record<string, string>, deadline: number) {
     return pRetry(
       async () => {
         const remaining = deadline - Date.now();
         if (remaining <= 0) throw new AbortError(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
-        return got.post(d.url, {
-          body: d.body,
-          headers,
-          agent,
-          dnsLookup: lookup,
-          timeout: { request: remaining },
-          followRedirect: false,
-          retry: { limit: 0 },
-          throwHttpErrors: false,
-          decompress: true,
-          responseType: 'buffer',
-        });
+        return postOnce(d, headers, remaining);
       },
       {
         retries: 2,
@@ -130,8 +190,6 @@ export function createSender(options: SenderOptions): Sender {
       try {
         checkLiteralHost(new URL(d.url).hostname, options.allowInsecureUrls);
         const res = await post(d, headers, started + options.timeoutMs);
-        const raw = res.rawBody;
-        const limit = options.responseBodyLimitBytes;
         const ok = res.statusCode >= 200 && res.statusCode < 300;
         return {
           ...base,
@@ -139,8 +197,8 @@ export function createSender(options: SenderOptions): Sender {
           responseCode: res.statusCode,
           durationMs: Date.now() - started,
           responseHeaders: flattenHeaders(res.headers),
-          responseBody: raw.subarray(0, limit).toString('utf8'),
-          responseBodyTruncated: raw.length > limit,
+          responseBody: storableText(res.body, res.truncated),
+          responseBodyTruncated: res.truncated,
           error: ok ? null : `receiver answered HTTP ${res.statusCode}`,
           errorClass: ok ? null : 'http',
         };
