@@ -13,7 +13,7 @@ import type { Deliverer } from './delivery/deliverer.js';
 import { RateLimitedError } from './errors.js';
 import { schema } from './graphql/schema.js';
 import { createGraphQLServer } from './graphql/yoga.js';
-import type { RateLimiter } from './http/rate-limit.js';
+import { rateLimitKey, type RateLimiter } from './http/rate-limit.js';
 import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
 import { createRequestContextFactory, requestIdFrom } from './request-context.js';
@@ -53,9 +53,7 @@ export function createApp(deps: AppDeps): App {
   /** Counts the request against the viewer's tenant and sets the X-RateLimit-* headers. */
   async function limit(viewer: Viewer, res: ServerResponse): Promise<void> {
     if (!rateLimiter) return;
-    // Tenant ids are free text: namespaced, so a tenant named "service" cannot spend the budget
-    // of the service tokens that publish for every tenant.
-    const decision = await rateLimiter.consume(viewer.tenantId === null ? 'service' : `tenant:${viewer.tenantId}`);
+    const decision = await rateLimiter.consume(rateLimitKey(viewer));
     for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
     if (!decision.allowed) throw new RateLimitedError(decision.retryAfterSec, decision.headers);
   }
@@ -152,6 +150,8 @@ export function createApp(deps: AppDeps): App {
       let routeLabel = 'unmatched';
       let routed: Promise<void> = Promise.resolve();
       res.setHeader('x-request-id', requestId);
+      // GraphQL builds its context from the request headers: give it the id this answer carries.
+      req.headers['x-request-id'] = requestId;
       applySecurityHeaders(res, url.pathname);
       res.on('finish', () => {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;

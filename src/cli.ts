@@ -52,29 +52,36 @@ function required(values: Record<string, unknown>, name: string): string {
 
 class UsageError extends Error {}
 
+const OPTIONS = {
+  tenant: { type: 'string' },
+  name: { type: 'string' },
+  id: { type: 'string' },
+  out: { type: 'string' },
+  file: { type: 'string' },
+  event: { type: 'string' },
+  data: { type: 'string' },
+  secret: { type: 'string' },
+  body: { type: 'string' },
+  'body-file': { type: 'string' },
+  signature: { type: 'string' },
+  'webhook-id': { type: 'string' },
+  'webhook-timestamp': { type: 'string' },
+  'webhook-signature': { type: 'string' },
+  tolerance: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parseCommandLine(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  } catch (err) {
+    // An unknown option or a missing option value is the caller's mistake, like an unknown command.
+    throw new UsageError((err as Error).message);
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      tenant: { type: 'string' },
-      name: { type: 'string' },
-      id: { type: 'string' },
-      out: { type: 'string' },
-      file: { type: 'string' },
-      event: { type: 'string' },
-      data: { type: 'string' },
-      secret: { type: 'string' },
-      body: { type: 'string' },
-      'body-file': { type: 'string' },
-      signature: { type: 'string' },
-      'webhook-id': { type: 'string' },
-      'webhook-timestamp': { type: 'string' },
-      'webhook-signature': { type: 'string' },
-      tolerance: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseCommandLine(argv);
   const [command, sub] = positionals;
   if (values.help || command === undefined || command === 'help') {
     process.stdout.write(HELP);

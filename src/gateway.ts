@@ -1,7 +1,7 @@
 // Assembles a running gateway from a Config: database (migrated), encryption key, notifier, the
 // HTTP server (api role) and the delivery scheduler (worker role). main.ts and the tests both
 // start gateways through here; only main.ts exits or traps signals.
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createApp } from './app.js';
@@ -16,6 +16,7 @@ import { createSender } from './delivery/sender.js';
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
 import { createMetrics } from './observability/metrics.js';
+import { openSubscriptions } from './subscriptions/delivery-update-hub.js';
 import { attachLiveSubscriptions, type LiveSubscriptions } from './subscriptions/live-subscriptions.js';
 
 export interface Gateway {
@@ -47,8 +48,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // Graceful: stop accepting, let requests and attempts in flight finish within the bound, hand
   // back the leases of whatever is still unsent, then close the database.
   let closing: Promise<void> | undefined;
+  const open = new Set<ServerResponse>();
   const close = () => (closing ??= shutdown());
   async function shutdown() {
+    for (const res of open) res.shouldKeepAlive = false;
     const s = server;
     const serverClosed = s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve();
     s?.closeIdleConnections();
@@ -72,7 +75,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       db.embedded && !jwtConfigured ? await ensureDevelopmentApiKey(db.orm.em.fork()) : undefined;
 
     notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger });
-    const metrics = createMetrics({ orm: db.orm });
+    const metrics = createMetrics({ orm: db.orm, openSubscriptions });
     const deliverer = createDeliverer({
       metrics,
       orm: db.orm,
@@ -109,7 +112,16 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         postgresUrl: db.embedded ? undefined : db.url,
       });
       const app = createApp({ config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter });
-      const s = createServer((req, res) => app.handle(req, res));
+      const s = createServer((req, res) => {
+        // While stopping, answers close their connection, so keep-alive clients move elsewhere
+        // instead of holding this process open until SHUTDOWN_TIMEOUT.
+        if (closing) res.shouldKeepAlive = false;
+        else {
+          open.add(res);
+          res.once('close', () => open.delete(res));
+        }
+        app.handle(req, res);
+      });
       // Requests Node cannot parse never reach the app; answer them in the same JSON shape.
       s.on('clientError', (err: NodeJS.ErrnoException, socket) => {
         if (!socket.writable) {

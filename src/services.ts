@@ -1,5 +1,6 @@
 // The per-request service set: built once per request (and per job) around one EntityManager fork.
-import type { EntityManager } from '@mikro-orm/postgresql';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
 import { CHANNEL_DELIVERIES_DUE, type Notifier } from './db/notifier.js';
@@ -8,12 +9,17 @@ import { ApiKeyService } from './modules/api-keys/api-key.service.js';
 import { DeliveryService, queuePing } from './modules/deliveries/delivery.service.js';
 import { EventService } from './modules/events/event.service.js';
 import { WebhookService } from './modules/webhooks/webhook.service.js';
+import { deliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
+import { announceCancelled, announcePing } from './subscriptions/delivery-update-notice.js';
+import { DeliveryUpdatesService } from './subscriptions/delivery-updates.service.js';
 
 export interface ServiceDeps {
   config: Config;
   secretBox: SecretBox;
   notifier: Notifier;
   deliverer: Deliverer;
+  orm: MikroORM;
+  logger?: Logger;
 }
 
 export interface Services {
@@ -21,19 +27,27 @@ export interface Services {
   apiKeys: ApiKeyService;
   events: EventService;
   deliveries: DeliveryService;
+  deliveryUpdates: DeliveryUpdatesService;
 }
 
 export function createServices(em: EntityManager, deps: ServiceDeps): Services {
   const wakeWorkers = () => deps.notifier.notify(CHANNEL_DELIVERIES_DUE, '').catch(() => undefined);
+  const webhooks = new WebhookService(em, {
+    secretBox: deps.secretBox,
+    allowInsecureUrls: deps.config.allowInsecureUrls,
+    onCreated: queuePing,
+    afterCommit: async (webhook) => {
+      // Announced before the workers wake, so watchers hear of the ping before its attempt.
+      if (webhook.enabled) await announcePing(deps.notifier, webhook.tenantId, webhook.id);
+      await wakeWorkers();
+    },
+    afterCancel: (webhook, ids) => announceCancelled(deps.notifier, webhook.tenantId, webhook.id, ids),
+  });
   return {
-    webhooks: new WebhookService(em, {
-      secretBox: deps.secretBox,
-      allowInsecureUrls: deps.config.allowInsecureUrls,
-      onCreated: queuePing,
-      afterCommit: wakeWorkers,
-    }),
+    webhooks,
     apiKeys: new ApiKeyService(em),
     events: new EventService(em, deps.notifier),
     deliveries: new DeliveryService(em, deps.deliverer),
+    deliveryUpdates: new DeliveryUpdatesService(webhooks, deliveryUpdateHub(deps)),
   };
 }

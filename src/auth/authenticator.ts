@@ -16,6 +16,13 @@ export interface Authenticator {
 
 const unauthorized = (message = 'invalid or expired token') => new AppError('UNAUTHORIZED', message);
 
+// Checking a JWT's signature goes through WebCrypto on every request, and scanners and scripts
+// send the same token again and again. A token that passed is remembered by its exact text for a
+// short while, never past its own expiry, so a repeat costs a map lookup; anything else (a new,
+// changed or expired token) is verified in full.
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 5_000;
+
 export function createAuthenticator(config: Config, orm: MikroORM): Authenticator {
   const { secret, jwksUrl, issuer, audience, tenantClaim } = config.jwt;
   const hmacKey = secret ? new TextEncoder().encode(secret) : undefined;
@@ -39,6 +46,22 @@ export function createAuthenticator(config: Config, orm: MikroORM): Authenticato
     throw unauthorized();
   }
 
+  const verified = new Map<string, { payload: JWTPayload; until: number }>();
+
+  async function verifyJwtOnce(token: string): Promise<JWTPayload> {
+    const now = Date.now();
+    const hit = verified.get(token);
+    if (hit && hit.until > now) return hit.payload;
+    if (hit) verified.delete(token);
+    const payload = await verifyJwt(token);
+    const until = Math.min(now + VERIFIED_TTL_MS, typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity);
+    if (until > now) {
+      if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!);
+      verified.set(token, { payload, until });
+    }
+    return payload;
+  }
+
   return {
     tokenFromHeader(header) {
       if (header === null || header === undefined || header === '') return undefined;
@@ -53,7 +76,7 @@ export function createAuthenticator(config: Config, orm: MikroORM): Authenticato
         if (!key) throw unauthorized('invalid or revoked API key');
         return { tenantId: key.tenantId, role: 'user', via: 'api_key' };
       }
-      const payload = await verifyJwt(token);
+      const payload = await verifyJwtOnce(token);
       const role = payload['role'] === 'service_role' ? 'service' : 'user';
       const tenant = payload[tenantClaim];
       if (typeof tenant === 'string' && tenant !== '') return { tenantId: tenant, role, via: 'jwt' };

@@ -22,8 +22,17 @@ export interface DeliveryOutcome {
   recorded: RecordedAttempt | null;
 }
 
+export interface DeliverOptions {
+  noRetry?: boolean;
+  /**
+   * Aborted when the caller has stopped waiting and handed the lease back (shutdown): an outcome
+   * that arrives after that is not recorded, since another worker may already be sending it.
+   */
+  abandoned?: AbortSignal;
+}
+
 export interface Deliverer {
-  deliver(claimed: ClaimedDelivery, options?: { noRetry?: boolean }): Promise<DeliveryOutcome>;
+  deliver(claimed: ClaimedDelivery, options?: DeliverOptions): Promise<DeliveryOutcome>;
 }
 
 export function buildEnvelope(claimed: Pick<ClaimedDelivery, 'eventType' | 'publishedAt' | 'webhookId' | 'id' | 'data'>): string {
@@ -74,6 +83,10 @@ export function createDeliverer(deps: {
         body: buildEnvelope(claimed),
         attempt,
       });
+      if (options.abandoned?.aborted) {
+        logger.info({ ...base, attempt, eventType: claimed.eventType }, 'delivery attempt abandoned at shutdown');
+        return { result, recorded: null };
+      }
       const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts] ?? null);
       const attemptId = newId('att');
       // The send already happened; losing its record would mean sending again later. Postgres

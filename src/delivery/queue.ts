@@ -43,7 +43,12 @@ interface ClaimRow {
 // webhooks already at their cap are left out of the heads, so they cannot crowd out the others,
 // and no count ever reads a webhook's history or its future retries.
 const CLAIM_SQL = `
-with heads as (
+with durability as (
+  -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
+  -- would (at least once), so this commit does not wait for its WAL flush: the next synchronous
+  -- commit (the attempt's record) flushes it anyway.
+  select set_config('synchronous_commit', 'off', true) as synchronous_commit
+), heads as (
   select webhook_id,
          min(next_attempt_at) filter (where lease_expires_at is null or lease_expires_at <= now()) as oldest,
          count(*) filter (where lease_expires_at > now()) as leased
@@ -78,6 +83,7 @@ with heads as (
 )
 select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at
 from claimed c
+cross join durability
 join webhook w on w.id = c.webhook_id
 join event e on e.id = c.event_id`;
 

@@ -40,6 +40,7 @@ export function createScheduler(deps: {
   let loopDone: Promise<void> | undefined;
   let unlisten: (() => void) | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
+  let abandoned = new AbortController();
 
   const wake = () => {
     wakePending = true;
@@ -77,7 +78,7 @@ export function createScheduler(deps: {
           claimedCount = claimed.length;
           for (const delivery of claimed) {
             const job = deps.deliverer
-              .deliver(delivery)
+              .deliver(delivery, { abandoned: abandoned.signal })
               .then(() => undefined)
               .catch((err: unknown) => {
                 // The lease will lapse and another attempt will be made: at least once.
@@ -114,6 +115,7 @@ export function createScheduler(deps: {
     start() {
       if (running) return;
       running = true;
+      abandoned = new AbortController();
       unlisten = deps.notifier.listen(CHANNEL_DELIVERIES_DUE, wake);
       loopDone = loop();
       void prune();
@@ -139,6 +141,10 @@ export function createScheduler(deps: {
       if (inFlight.size > 0) {
         const ids = [...inFlight.keys()];
         logger.warn({ count: ids.length }, 'attempts still in flight at shutdown; releasing their leases');
+        // Before the release: once a row is free another worker may claim it, so an outcome that
+        // arrives later (the sender is closed next, failing every request still open) must not
+        // be recorded over that worker's attempt, nor push the row to the retry schedule.
+        abandoned.abort();
         await releaseLeases(orm.em.fork(), ids).catch((err: unknown) => logger.warn({ err }, 'releasing leases failed'));
       }
     },

@@ -35,3 +35,4 @@ builder.scalarType('JSONObject', {
 
 builder.queryType({});
 builder.mutationType({});
+builder.subscriptionType({});

@@ -26,6 +26,9 @@ export function createGraphQLServer(deps: {
     graphqlEndpoint: '/graphql',
     landingPage: false,
     logging: false,
+    // CORS is decided once for every path by ALLOWED_ORIGINS (src/http/headers.ts); yoga's own
+    // default would answer any origin.
+    cors: false,
     graphiql: { title: 'InfraAudit webhook gateway' },
     plugins: [documentedValidationCode],
     maskedErrors: {

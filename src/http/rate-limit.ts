@@ -17,6 +17,14 @@ export interface RateLimiter {
 
 const WINDOW_SEC = 60;
 
+/**
+ * The bucket a caller's requests count against. Tenant ids are free text, so they are namespaced:
+ * a tenant named "service" cannot spend the budget of the tenant-less service tokens.
+ */
+export function rateLimitKey(viewer: { tenantId: string | null }): string {
+  return viewer.tenantId === null ? 'service' : `tenant:${viewer.tenantId}`;
+}
+
 export function createRateLimiter(options: { perMinute: number; postgresUrl?: string | undefined }): RateLimiter | undefined {
   if (options.perMinute <= 0) return undefined;
   const memory = new RateLimiterMemory({ points: options.perMinute, duration: WINDOW_SEC, keyPrefix: 'tenant' });

@@ -50,21 +50,12 @@ export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => n
     registers: [registry],
   });
 
-  const backlog = new Gauge({
-    name: 'gateway_delivery_backlog',
-    help: 'Pending deliveries that are due now (across all instances).',
-    registers: [registry],
-  });
-  const oldestAge = new Gauge({
-    name: 'gateway_delivery_backlog_oldest_age_seconds',
-    help: 'How long the oldest due pending delivery has been waiting (0 when none).',
-    registers: [registry],
-  });
-  new Gauge({
-    name: 'gateway_queue_scrape',
-    help: 'Internal: refreshes the backlog figures at scrape time.',
-    registers: [registry],
-    async collect() {
+  // One query per scrape feeds both queue gauges. Each gauge awaits it in its own collect():
+  // prom-client reads a gauge's value right after that gauge's collect() settles, so a value set
+  // from another metric's collect() would only show on the next scrape.
+  let queueRead: Promise<void> | undefined;
+  const readQueue = () =>
+    (queueRead ??= (async () => {
       try {
         const rows = await deps.orm.em
           .fork()
@@ -75,11 +66,31 @@ export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => n
           );
         backlog.set(Number(rows[0]?.due ?? 0));
         oldestAge.set(Math.max(0, Number(rows[0]?.age ?? 0)));
-        this.set(1);
+        queueScrape.set(1);
       } catch {
-        this.set(0);
+        queueScrape.set(0);
       }
-    },
+    })().finally(() => {
+      queueRead = undefined;
+    }));
+
+  const backlog = new Gauge({
+    name: 'gateway_delivery_backlog',
+    help: 'Pending deliveries that are due now (across all instances).',
+    registers: [registry],
+    collect: readQueue,
+  });
+  const oldestAge = new Gauge({
+    name: 'gateway_delivery_backlog_oldest_age_seconds',
+    help: 'How long the oldest due pending delivery has been waiting (0 when none).',
+    registers: [registry],
+    collect: readQueue,
+  });
+  const queueScrape = new Gauge({
+    name: 'gateway_queue_scrape',
+    help: 'Whether the last read of the backlog figures succeeded (1) or failed (0).',
+    registers: [registry],
+    collect: readQueue,
   });
   new Gauge({
     name: 'gateway_subscriptions_open',

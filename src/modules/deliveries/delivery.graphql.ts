@@ -1,5 +1,7 @@
 import { requireTenant } from '../../auth/viewer.js';
+import { AppError } from '../../errors.js';
 import { builder } from '../../graphql/builder.js';
+import { SUBSCRIBER_QUEUE_LIMIT, type DeliveryUpdate } from '../../subscriptions/delivery-update-hub.js';
 import { DeliveryOutcomeEnum } from '../webhooks/webhook.graphql.js';
 import type { DeliveryAttempt } from './delivery-attempt.entity.js';
 import type { AttemptPage, Pagination } from './delivery.service.js';
@@ -104,5 +106,63 @@ builder.mutationFields((t) => ({
     description: 'Sends one ping now and returns its attempt, successful or not. Never retried; works while disabled.',
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, ctx) => ctx.services.deliveries.test(requireTenant(ctx.viewer), String(id)),
+  }),
+}));
+
+const DeliveryUpdateKindEnum = builder.enumType('DeliveryUpdateKind', {
+  description: 'What a DeliveryUpdate announces.',
+  values: {
+    created: { description: "A delivery was queued (pending): a published event's, or a new webhook's verification ping." },
+    attempt: {
+      description:
+        'An attempt was recorded. `attempt` is set, and `delivery` has moved on: success, failed after the last retry, or pending with `nextAttemptAt` set for the retry.',
+    },
+    status: { description: 'The delivery changed status without an attempt: cancelled, because its webhook was disabled.' },
+  } as const,
+});
+
+const DeliveryUpdateRef = builder.objectRef<DeliveryUpdate>('DeliveryUpdate').implement({
+  description:
+    'One change to a delivery, as it happens. `delivery` is as that change left it (except its `attempts` list, read when the update is sent), so updates in order tell the story of the delivery and the latest is its current state.',
+  fields: (t) => ({
+    kind: t.field({ type: DeliveryUpdateKindEnum, resolve: (u) => u.kind }),
+    delivery: t.field({ type: DeliveryRef, resolve: (u) => u.delivery }),
+    attempt: t.field({
+      type: DeliveryAttemptRef,
+      nullable: true,
+      description: 'The attempt recorded, for kind `attempt`; null otherwise.',
+      resolve: (u) => u.attempt,
+    }),
+  }),
+});
+
+builder.subscriptionFields((t) => ({
+  deliveryUpdates: t.field({
+    type: DeliveryUpdateRef,
+    description: [
+      "Live updates of the viewer's deliveries: one when a delivery is queued, one per attempt recorded, one per other status change.",
+      'Served at /graphql over Server-Sent Events (GraphQL over SSE; a browser EventSource may pass its token as `?token=`)',
+      'and over WebSocket (the graphql-ws protocol; the token goes in the connection params as `authorization: "Bearer ..."` or `token`).',
+      `A subscriber more than ${SUBSCRIBER_QUEUE_LIMIT} updates behind gets a SERVICE_UNAVAILABLE error and the subscription ends:`,
+      'subscribe again and re-read the deliveries it cares about.',
+      'When the connection is cut (an instance shutting down), reconnect and subscribe again, then re-read: updates made meanwhile are not replayed.',
+    ].join(' '),
+    args: {
+      webhookId: t.arg.id({
+        required: false,
+        description: "One of the viewer's webhooks (another tenant's or an unknown id is NOT_FOUND); all of them when absent.",
+      }),
+    },
+    subscribe: (_root, { webhookId }, ctx) =>
+      ctx.services.deliveryUpdates.subscribe(requireTenant(ctx.viewer), webhookId === null || webhookId === undefined ? null : String(webhookId)),
+    resolve: (message, _args, ctx) => {
+      // One context serves the whole subscription: without this its EntityManager would keep
+      // every row that nested fields load, for as long as the subscription lives.
+      ctx.em.clear();
+      if (message.kind === 'overflow') {
+        throw new AppError('SERVICE_UNAVAILABLE', 'too many updates waiting for this subscriber; subscribe again and re-read the deliveries');
+      }
+      return message;
+    },
   }),
 }));

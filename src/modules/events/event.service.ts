@@ -4,8 +4,10 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Viewer } from '../../auth/viewer.js';
 import { CHANNEL_DELIVERIES_DUE, type Notifier } from '../../db/notifier.js';
+import { isStorableText, MAX_JSON_DEPTH, unstorableJson } from '../../db/storable-text.js';
 import { AppError } from '../../errors.js';
 import { newId } from '../../ids.js';
+import { announceEventDeliveries } from '../../subscriptions/delivery-update-notice.js';
 import { isEventType } from './event-types.js';
 
 export interface PublishInput {
@@ -35,6 +37,11 @@ function resolveTenant(viewer: Viewer, requested: string | null | undefined): st
   if (viewer.role === 'service') {
     if (requested === undefined || requested === null || requested === '') {
       throw new AppError('BAD_REQUEST', 'tenant_id is required with a service token', { field: 'tenant_id' });
+    }
+    if (!isStorableText(requested)) {
+      throw new AppError('VALIDATION_ERROR', 'tenant_id must not contain NUL characters or unpaired surrogates', {
+        field: 'tenant_id',
+      });
     }
     return requested;
   }
@@ -105,9 +112,20 @@ export class EventService {
     if (typeof data !== 'object' || data === null || Array.isArray(data)) {
       throw new AppError('BAD_REQUEST', 'data must be a JSON object', { field: 'data' });
     }
+    const unstorable = unstorableJson(data);
+    if (unstorable) {
+      const message =
+        unstorable === 'text'
+          ? 'data must not contain NUL characters or unpaired surrogates'
+          : `data must not nest deeper than ${MAX_JSON_DEPTH} levels`;
+      throw new AppError('VALIDATION_ERROR', message, { field: 'data' });
+    }
     const key = input.idempotencyKey ?? null;
     if (key !== null && (key === '' || key.length > IDEMPOTENCY_KEY_MAX)) {
       throw new AppError('BAD_REQUEST', `Idempotency-Key must be 1 to ${IDEMPOTENCY_KEY_MAX} characters`);
+    }
+    if (key !== null && !isStorableText(key)) {
+      throw new AppError('BAD_REQUEST', 'Idempotency-Key must not contain NUL characters or unpaired surrogates');
     }
     if (key !== null) {
       const earlier = await this.findByIdempotencyKey(tenantId, key);
@@ -127,6 +145,8 @@ export class EventService {
       throw err;
     }
     if (created.deliveries > 0) {
+      // Announced before the workers wake, so watchers hear of a delivery before its attempts.
+      await announceEventDeliveries(this.notifier, tenantId, created.id);
       await this.notifier.notify(CHANNEL_DELIVERIES_DUE, '').catch(() => undefined);
     }
     return { id: created.id, event: input.event, deliveries: created.deliveries, replayed: false };

@@ -4,6 +4,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { generateWebhookSecret, isWebhookSecret, type SecretBox } from '../../crypto/secrets.js';
 import { AppError, notFound } from '../../errors.js';
 import { isId, newId } from '../../ids.js';
+import { isStorableText } from '../../db/storable-text.js';
 import { cancelPendingForWebhook } from '../../delivery/queue.js';
 import { isEventType } from '../events/event-types.js';
 import { checkWebhookUrl } from './url-policy.js';
@@ -28,7 +29,9 @@ export interface WebhookServiceDeps {
   /** Called inside the create transaction so the verification ping is queued with the webhook. */
   onCreated?: (em: EntityManager, webhook: Webhook) => Promise<void>;
   /** Called after a commit that queued something to send. */
-  afterCommit?: () => Promise<unknown>;
+  afterCommit?: (webhook: Webhook) => Promise<unknown>;
+  /** Called after a commit that cancelled pending deliveries (the webhook was disabled). */
+  afterCancel?: (webhook: Webhook, deliveryIds: string[]) => Promise<unknown>;
 }
 
 const NAME_MAX = 255;
@@ -38,6 +41,7 @@ const invalid = (field: string, message: string) => new AppError('VALIDATION_ERR
 
 function checkName(name: string): string {
   if (name.trim() === '') throw required('name');
+  if (!isStorableText(name)) throw invalid('name', 'name must not contain NUL characters or unpaired surrogates');
   if ([...name].length > NAME_MAX) throw invalid('name', `name must be at most ${NAME_MAX} characters`);
   return name;
 }
@@ -112,12 +116,11 @@ export class WebhookService {
       await this.deps.onCreated?.(em, webhook);
       return { webhook, secret };
     });
-    await this.deps.afterCommit?.();
+    await this.deps.afterCommit?.(created.webhook);
     return created;
   }
 
   async update(tenantId: string, id: string, input: WebhookInput): Promise<Webhook> {
-    const webhook = await this.get(tenantId, id);
     if (input.secret !== undefined) {
       throw invalid('secret', 'secret cannot be changed; create a new webhook to rotate it');
     }
@@ -138,13 +141,16 @@ export class WebhookService {
       if (input.enabled === null) throw new AppError('BAD_REQUEST', 'enabled must be a boolean', { field: 'enabled' });
       changes.enabled = input.enabled;
     }
+    // Values are judged before the id is looked up (README: 422 before 404).
+    const webhook = await this.get(tenantId, id);
     if (Object.keys(changes).length > 0) {
-      await this.em.transactional(async (em) => {
+      const cancelled = await this.em.transactional(async (em) => {
         em.assign(webhook, { ...changes, updatedAt: new Date() });
         await em.flush();
         // Disabling stops pending retries; events published while disabled never reach it.
-        if (changes.enabled === false) await cancelPendingForWebhook(em, webhook.id);
+        return changes.enabled === false ? cancelPendingForWebhook(em, webhook.id) : [];
       });
+      if (cancelled.length > 0) await this.deps.afterCancel?.(webhook, cancelled);
     }
     return webhook;
   }

@@ -1,0 +1,357 @@
+// Live delivery updates for the subscribers of one api process.
+//
+// One listener on CHANNEL_DELIVERY_UPDATES per gateway, however many subscribers: notices carry
+// ids only, and one drain loop loads what they name (with a fresh EntityManager fork per batch)
+// and hands each update to the matching subscribers' queues in memory. Invariants:
+// - A subscriber only ever receives rows whose tenant_id is its own: the filter uses the loaded
+//   row, not the notice, so a wrong or forged notice cannot leak another tenant's delivery.
+// - Nothing here waits for a subscriber. Queues are bounded; a subscriber that falls behind is
+//   ended (with an error it can act on) instead of slowing the loop, the notifier or a worker.
+// - Notices for tenants without a subscriber here are dropped before any query, and loading is
+//   one batch at a time, so the database cost is bounded whatever the notice rate.
+// - Ending a subscription (client gone, unsubscribed, shutdown) removes it at once; the process
+//   keeps no per-subscriber state after that.
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from 'pino';
+import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
+import { DeliveryAttemptSchema, type DeliveryAttempt } from '../modules/deliveries/delivery-attempt.entity.js';
+import { DeliverySchema, type Delivery } from '../modules/deliveries/delivery.entity.js';
+import { parseNotice, type UpdateNotice } from './delivery-update-notice.js';
+
+export type DeliveryUpdateKind = 'created' | 'attempt' | 'status';
+
+export interface DeliveryUpdate {
+  kind: DeliveryUpdateKind;
+  delivery: Delivery;
+  attempt: DeliveryAttempt | null;
+}
+
+/** What a subscription yields: updates, and last of all `overflow` if it fell too far behind. */
+export type DeliveryUpdateMessage = DeliveryUpdate | { kind: 'overflow' };
+
+export interface DeliveryUpdateHub {
+  subscribe(tenantId: string, webhookId: string | null): AsyncIterableIterator<DeliveryUpdateMessage>;
+  /** Ends every subscription and stops listening; later subscriptions end at once. */
+  close(): void;
+}
+
+/** Updates a subscriber may have waiting before it is ended as too slow. */
+export const SUBSCRIBER_QUEUE_LIMIT = 256;
+/** Notices waiting to be loaded; past this, new ones are dropped (and logged). */
+const BACKLOG_LIMIT = 10_000;
+const BATCH_SIZE = 200;
+/** After a lost LISTEN connection, at most this many recent attempts are replayed. */
+const RESYNC_LIMIT = 500;
+/**
+ * Clock difference tolerated between this process and Postgres when replaying: a replay may
+ * reach this far before a subscription started, never further.
+ */
+const CLOCK_SKEW_MS = 5_000;
+/** Attempt ids already sent, so a replay does not send them twice. */
+const RECENT_ATTEMPTS = 2_000;
+
+let openCount = 0;
+
+// Updates are loaded a moment after the change they announce, and a delivery may have moved on
+// by then (retries can be milliseconds apart). Each update shows the delivery as that change left
+// it, so a subscriber sees a consistent timeline and its last update is the current state.
+
+/** The delivery as it was queued. */
+function asQueued(d: Delivery): Delivery {
+  if (d.attempts === 0) return d;
+  return { ...d, status: 'pending', attempts: 0, nextAttemptAt: d.createdAt, leaseExpiresAt: null, updatedAt: d.createdAt };
+}
+
+/** The delivery right after `a`: the attempt record says what it led to. */
+function afterAttempt(d: Delivery, a: DeliveryAttempt): Delivery {
+  if (d.attempts === a.attempt) return d;
+  const status = a.status === 'success' ? 'success' : a.nextRetryAt ? 'pending' : d.status === 'cancelled' ? 'cancelled' : 'failed';
+  return { ...d, status, attempts: a.attempt, nextAttemptAt: a.nextRetryAt, leaseExpiresAt: null, updatedAt: a.createdAt };
+}
+
+/** Subscriptions open in this process, over every transport (for the metrics gauge). */
+export function openSubscriptions(): number {
+  return openCount;
+}
+
+class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
+  private queue: DeliveryUpdateMessage[] = [];
+  private readonly waiting: ((result: IteratorResult<DeliveryUpdateMessage>) => void)[] = [];
+  private open = true;
+
+  constructor(
+    readonly tenantId: string,
+    readonly webhookId: string | null,
+    /** When it started (this process's clock), which bounds what a replay may send it. */
+    readonly since: number,
+    private readonly detach: (s: Subscription) => void,
+  ) {}
+
+  push(update: DeliveryUpdate): void {
+    if (!this.open) return;
+    const waiter = this.waiting.shift();
+    if (waiter) {
+      waiter({ value: update, done: false });
+    } else if (this.queue.length >= SUBSCRIBER_QUEUE_LIMIT) {
+      // What is queued is already stale for a client this far behind; it must re-read anyway.
+      this.queue = [{ kind: 'overflow' }];
+      this.stop();
+    } else {
+      this.queue.push(update);
+    }
+  }
+
+  /** Stops taking updates; what is queued is still handed out, then the iteration ends. */
+  stop(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.detach(this);
+    if (this.queue.length === 0) for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
+  }
+
+  next(): Promise<IteratorResult<DeliveryUpdateMessage>> {
+    const value = this.queue.shift();
+    if (value) return Promise.resolve({ value, done: false });
+    if (!this.open) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  return(): Promise<IteratorResult<DeliveryUpdateMessage>> {
+    this.queue = [];
+    this.stop();
+    for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(): Promise<IteratorResult<DeliveryUpdateMessage>> {
+    return this.return();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<DeliveryUpdateMessage> {
+    return this;
+  }
+}
+
+const hubs = new WeakMap<Notifier, DeliveryUpdateHub>();
+
+/** The hub of the gateway that owns `notifier`, created on first use. */
+export function deliveryUpdateHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | undefined }): DeliveryUpdateHub {
+  let hub = hubs.get(deps.notifier);
+  if (!hub) {
+    hub = createHub(deps);
+    hubs.set(deps.notifier, hub);
+  }
+  return hub;
+}
+
+function createHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | undefined }): DeliveryUpdateHub {
+  const { notifier, orm, logger } = deps;
+  const byTenant = new Map<string, Set<Subscription>>();
+  const recentAttempts = new Set<string>();
+  let backlog: UpdateNotice[] = [];
+  let draining = false;
+  let closed = false;
+  let droppedSinceLog = 0;
+  let unlisten: (() => void) | undefined;
+  /** When a notification last arrived: the LISTEN connection was up until at least then. */
+  let heardAt = Date.now();
+
+  const detach = (s: Subscription) => {
+    const set = byTenant.get(s.tenantId);
+    if (!set?.delete(s)) return;
+    openCount -= 1;
+    if (set.size === 0) byTenant.delete(s.tenantId);
+  };
+
+  function wanted(tenantId: string, webhookId: string | null): boolean {
+    const set = byTenant.get(tenantId);
+    if (!set) return false;
+    if (webhookId === null) return true;
+    for (const s of set) if (s.webhookId === null || s.webhookId === webhookId) return true;
+    return false;
+  }
+
+  function fanOut(update: DeliveryUpdate, accept: (s: Subscription) => boolean = () => true): void {
+    const set = byTenant.get(update.delivery.tenantId);
+    if (!set) return;
+    for (const s of [...set]) {
+      if ((s.webhookId === null || s.webhookId === update.delivery.webhookId) && accept(s)) s.push(update);
+    }
+  }
+
+  /** true the first time an attempt id is seen. */
+  function firstSighting(attemptId: string): boolean {
+    if (recentAttempts.has(attemptId)) return false;
+    recentAttempts.add(attemptId);
+    if (recentAttempts.size > RECENT_ATTEMPTS) {
+      const oldest = recentAttempts.values().next().value;
+      if (oldest !== undefined) recentAttempts.delete(oldest);
+    }
+    return true;
+  }
+
+  function onNotification(payload: string): void {
+    if (closed) return;
+    const notice = parseNotice(payload);
+    if (!notice) return;
+    if (notice.kind !== 'resync') {
+      heardAt = Date.now();
+      const webhookId = notice.kind === 'event' ? null : notice.webhookId;
+      if (!wanted(notice.tenantId, webhookId)) return;
+    } else if (byTenant.size === 0) {
+      heardAt = Date.now();
+      return;
+    }
+    if (backlog.length >= BACKLOG_LIMIT) {
+      droppedSinceLog += 1;
+      return;
+    }
+    backlog.push(notice);
+    void drain();
+  }
+
+  async function drain(): Promise<void> {
+    if (draining) return;
+    draining = true;
+    try {
+      while (!closed && backlog.length > 0) {
+        if (droppedSinceLog > 0) {
+          logger?.warn({ dropped: droppedSinceLog }, 'delivery update notices dropped: backlog full');
+          droppedSinceLog = 0;
+        }
+        const batch = backlog.splice(0, BATCH_SIZE);
+        try {
+          await deliverBatch(batch);
+        } catch (err) {
+          logger?.warn({ err, notices: batch.length }, 'delivery updates could not be loaded');
+        }
+      }
+    } finally {
+      draining = false;
+    }
+  }
+
+  async function deliverBatch(batch: UpdateNotice[]): Promise<void> {
+    const em = orm.em.fork();
+    const deliveryIds = new Set<string>();
+    const attemptIds = new Set<string>();
+    const eventIds = new Set<string>();
+    const pingWebhookIds = new Set<string>();
+    for (const n of batch) {
+      if (n.kind === 'attempt') {
+        deliveryIds.add(n.deliveryId);
+        attemptIds.add(n.attemptId);
+      } else if (n.kind === 'status') {
+        for (const id of n.deliveryIds) deliveryIds.add(id);
+      } else if (n.kind === 'event') {
+        eventIds.add(n.eventId);
+      } else if (n.kind === 'ping') {
+        pingWebhookIds.add(n.webhookId);
+      }
+    }
+    const deliveries = new Map<string, Delivery>();
+    if (deliveryIds.size > 0) {
+      for (const d of await em.find(DeliverySchema, { id: { $in: [...deliveryIds] } })) deliveries.set(d.id, d);
+    }
+    const attempts = new Map<string, DeliveryAttempt>();
+    if (attemptIds.size > 0) {
+      for (const a of await em.find(DeliveryAttemptSchema, { id: { $in: [...attemptIds] } })) attempts.set(a.id, a);
+    }
+    const byEvent = new Map<string, Delivery[]>();
+    if (eventIds.size > 0) {
+      const rows = await em.find(DeliverySchema, { eventId: { $in: [...eventIds] } }, { orderBy: { createdAt: 'asc', id: 'asc' } });
+      for (const d of rows) byEvent.set(d.eventId, [...(byEvent.get(d.eventId) ?? []), d]);
+    }
+    const pings = new Map<string, Delivery>();
+    if (pingWebhookIds.size > 0) {
+      // A new webhook's first ping delivery is its verification ping.
+      const rows = await em.find(
+        DeliverySchema,
+        { webhookId: { $in: [...pingWebhookIds] }, eventType: 'ping' },
+        { orderBy: { createdAt: 'asc', id: 'asc' } },
+      );
+      for (const d of rows) if (!pings.has(d.webhookId)) pings.set(d.webhookId, d);
+    }
+
+    for (const n of batch) {
+      if (n.kind === 'attempt') {
+        const delivery = deliveries.get(n.deliveryId);
+        const attempt = attempts.get(n.attemptId);
+        if (delivery && attempt && firstSighting(attempt.id)) fanOut({ kind: 'attempt', delivery: afterAttempt(delivery, attempt), attempt });
+      } else if (n.kind === 'status') {
+        for (const id of n.deliveryIds) {
+          const delivery = deliveries.get(id);
+          if (delivery) fanOut({ kind: 'status', delivery, attempt: null });
+        }
+      } else if (n.kind === 'event') {
+        for (const delivery of byEvent.get(n.eventId) ?? []) fanOut({ kind: 'created', delivery: asQueued(delivery), attempt: null });
+      } else if (n.kind === 'ping') {
+        const delivery = pings.get(n.webhookId);
+        if (delivery) fanOut({ kind: 'created', delivery: asQueued(delivery), attempt: null });
+      } else {
+        await replayMissedAttempts();
+      }
+    }
+  }
+
+  // The LISTEN connection dropped and came back: attempts recorded meanwhile were announced to
+  // nobody here. Replay the recent ones of the tenants subscribed here, newest RESYNC_LIMIT
+  // first chosen, oldest first sent, skipping what was already sent and what predates each
+  // subscriber.
+  async function replayMissedAttempts(): Promise<void> {
+    const tenants = [...byTenant.keys()];
+    const since = new Date(heardAt - CLOCK_SKEW_MS);
+    heardAt = Date.now();
+    if (tenants.length === 0) return;
+    const em = orm.em.fork();
+    const rows = await em.find(
+      DeliveryAttemptSchema,
+      { tenantId: { $in: tenants }, createdAt: { $gte: since } },
+      { orderBy: { createdAt: 'desc', seq: 'desc' }, limit: RESYNC_LIMIT },
+    );
+    const missed = rows.reverse().filter((a) => !recentAttempts.has(a.id));
+    if (missed.length === 0) return;
+    const deliveries = new Map<string, Delivery>();
+    const ids = [...new Set(missed.map((a) => a.deliveryId))];
+    for (const d of await em.find(DeliverySchema, { id: { $in: ids } })) deliveries.set(d.id, d);
+    for (const attempt of missed) {
+      const delivery = deliveries.get(attempt.deliveryId);
+      if (!delivery || !firstSighting(attempt.id)) continue;
+      fanOut({ kind: 'attempt', delivery: afterAttempt(delivery, attempt), attempt }, (s) => attempt.createdAt.getTime() >= s.since - CLOCK_SKEW_MS);
+    }
+  }
+
+  return {
+    subscribe(tenantId, webhookId) {
+      const subscription = new Subscription(tenantId, webhookId, Date.now(), detach);
+      if (closed) {
+        subscription.stop();
+        return subscription;
+      }
+      if (!unlisten) {
+        unlisten = notifier.listen(CHANNEL_DELIVERY_UPDATES, onNotification);
+        heardAt = Date.now();
+      }
+      let set = byTenant.get(tenantId);
+      if (!set) {
+        set = new Set();
+        byTenant.set(tenantId, set);
+      }
+      set.add(subscription);
+      openCount += 1;
+      return subscription;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      unlisten?.();
+      backlog = [];
+      for (const set of [...byTenant.values()]) for (const s of [...set]) s.stop();
+    },
+  };
+}
+
+/** Ends every live subscription of the gateway that owns `notifier` (at shutdown). */
+export function closeDeliveryUpdates(notifier: Notifier): void {
+  hubs.get(notifier)?.close();
+}

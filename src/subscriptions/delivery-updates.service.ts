@@ -1,0 +1,20 @@
+// Starting a live delivery subscription: the per-request half, which checks what the viewer may
+// watch before the process-wide hub takes over.
+import type { WebhookService } from '../modules/webhooks/webhook.service.js';
+import type { DeliveryUpdateHub, DeliveryUpdateMessage } from './delivery-update-hub.js';
+
+export class DeliveryUpdatesService {
+  constructor(
+    private readonly webhooks: WebhookService,
+    private readonly hub: DeliveryUpdateHub,
+  ) {}
+
+  /**
+   * Updates of one webhook of the tenant, or of all of them when `webhookId` is null. A
+   * malformed, unknown or foreign webhook id is NOT_FOUND, before anything is streamed.
+   */
+  async subscribe(tenantId: string, webhookId: string | null): Promise<AsyncIterableIterator<DeliveryUpdateMessage>> {
+    if (webhookId !== null) await this.webhooks.get(tenantId, webhookId);
+    return this.hub.subscribe(tenantId, webhookId);
+  }
+}
