@@ -1,3 +1,4 @@
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { AppError } from '../errors.js';
@@ -29,7 +30,16 @@ export function createGraphQLServer(deps: {
     // CORS is decided once for every path by ALLOWED_ORIGINS (src/http/headers.ts); yoga's own
     // default would answer any origin.
     cors: false,
-    graphiql: { title: 'InfraAudit webhook gateway' },
+    graphiql: {
+      title: 'InfraAudit webhook gateway',
+      defaultQuery: [
+        '# Set {"Authorization": "Bearer <API key or token>"} in the Headers tab below, then run:',
+        '{\n  webhooks { id name url events enabled lastDeliveryStatus lastDeliveryAt }\n}\n',
+      ].join('\n'),
+    },
+    // The GraphiQL page with its assets inlined from the package: it works offline and behind
+    // firewalls, and loads nothing from a CDN.
+    renderGraphiQL,
     plugins: [documentedValidationCode],
     maskedErrors: {
       maskError: (error) => toGraphQLError(error, (err) => deps.logger.error({ err }, 'graphql resolver failed')),
