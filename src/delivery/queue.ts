@@ -120,7 +120,7 @@ export interface RecordedAttempt {
 }
 
 /**
- * Stores one attempt and moves its delivery on, in one transaction: success, a retry at
+ * Stores one attempt and moves its delivery on, in one statement: success, a retry at
  * `retryInMs`, or failed when `retryInMs` is null. A delivery that was cancelled (or whose webhook
  * was deleted) meanwhile keeps its state; the attempt is still kept while the delivery exists.
  */
@@ -134,85 +134,84 @@ export async function recordAttempt(
   },
 ): Promise<RecordedAttempt | null> {
   const { delivery, result } = input;
-  return em.transactional(async (tx) => {
-    const conn = tx.getConnection();
-    const ctx = tx.getTransactionContext();
-    // Deleting or disabling a webhook locks its row and then its deliveries; taking the delivery
-    // first and the webhook row later (the attempt's foreign key, last_delivery_status) would
-    // deadlock with them, so the webhook row is locked before the delivery here too.
-    await conn.execute('select 1 from webhook where id = ? for no key update', [delivery.webhookId], 'all', ctx);
-    // Locked first, so a cancel or a delete of this delivery waits for the record, or the record
-    // sees its outcome: a cancelled delivery stays cancelled and a deleted one records nothing.
-    const current = await conn.execute<{ status: RecordedAttempt['deliveryStatus'] }[]>(
-      'select status from delivery where id = ? for update',
-      [delivery.id],
-      'all',
-      ctx,
-    );
-    if (!current[0]) return null;
-    const outcome = result.ok ? 'success' : input.retryInMs === null ? 'failed' : 'pending';
-    const status = current[0].status === 'pending' ? outcome : current[0].status;
-    const retryInMs = status === 'pending' ? input.retryInMs : null;
-    // The attempt's time is read when its row is written (clock_timestamp, not the transaction's
-    // start), so overlapping records still list newest first by both seq and created_at; the next
-    // retry is counted from that same instant.
-    const inserted = await conn.execute<{ next_retry_at: Date | string | null }[]>(
-      `insert into delivery_attempt (
+  const outcome = result.ok ? 'success' : input.retryInMs === null ? 'failed' : 'pending';
+  // One statement, so one round trip and no transaction held open between round trips: every
+  // attempt of a webhook updates that webhook's row, so the time a record holds it bounds how
+  // fast one endpoint can be served.
+  // - Deleting or disabling a webhook locks its row and then its deliveries; taking the delivery
+  //   first and the webhook row later would deadlock with them, so `locked_webhook` comes first
+  //   (the delivery's own lock is taken above the join, once the webhook row is held).
+  // - The delivery is locked before anything is written, so a cancel or a delete of it waits for
+  //   the record, or the record sees its outcome: a cancelled delivery stays cancelled and a
+  //   deleted one (or one whose webhook is gone) records nothing.
+  // - The attempt's time is read once the locks are held (clock_timestamp, not the statement's
+  //   start), so overlapping records still list newest first by both seq and created_at; the
+  //   next retry is counted from that same instant.
+  // - Records of one webhook can commit out of order; the newest attempt decides, not the last commit.
+  const rows = await em.getConnection().execute<{ status: RecordedAttempt['deliveryStatus']; next_retry_at: Date | string | null }[]>(
+    `with locked_webhook as (
+       select id from webhook where id = ? for no key update
+     ), locked as (
+       select d.id, case when d.status = 'pending' then ?::text else d.status end as status
+       from delivery d join locked_webhook on true
+       where d.id = ?
+       for update of d
+     ), stamped as (
+       select locked.id, locked.status, clock_timestamp() as at from locked
+     ), attempt as (
+       insert into delivery_attempt (
          id, delivery_id, webhook_id, tenant_id, event_type, attempt, status, response_code, duration_ms,
          request_headers, request_body, response_headers, response_body, response_body_truncated,
          error, error_class, created_at, next_retry_at
        )
-       select ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?, ?, ?,
-              t.at, t.at + (?::double precision * interval '1 millisecond')
-       from (select clock_timestamp() as at) t
-       returning next_retry_at`,
-      [
-        input.attemptId,
-        delivery.id,
-        delivery.webhookId,
-        delivery.tenantId,
-        delivery.eventType,
-        delivery.attempts + 1,
-        result.ok ? 'success' : 'failed',
-        result.responseCode,
-        result.durationMs,
-        JSON.stringify(result.requestHeaders),
-        result.requestBody,
-        result.responseHeaders === null ? null : JSON.stringify(result.responseHeaders),
-        result.responseBody,
-        result.responseBodyTruncated,
-        result.error,
-        result.errorClass,
-        retryInMs,
-      ],
-      'all',
-      ctx,
-    );
-    await conn.execute(
-      `update delivery
-       set attempts = attempts + 1,
-           status = ?,
-           next_attempt_at = (select next_retry_at from delivery_attempt where id = ?),
+       select ?, s.id, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?, ?, ?,
+              s.at, case when s.status = 'pending' then s.at + (?::double precision * interval '1 millisecond') end
+       from stamped s
+       returning status, created_at, next_retry_at
+     ), moved as (
+       update delivery d
+       set attempts = d.attempts + 1,
+           status = s.status,
+           next_attempt_at = a.next_retry_at,
            lease_expires_at = null,
            updated_at = now()
-       where id = ?`,
-      [status, input.attemptId, delivery.id],
-      'run',
-      ctx,
-    );
-    // Records of one webhook can commit out of order; the newest attempt decides, not the last commit.
-    await conn.execute(
-      `update webhook w
+       from stamped s, attempt a
+       where d.id = s.id
+     ), last_delivery as (
+       update webhook w
        set last_delivery_status = a.status, last_delivery_at = a.created_at
-       from delivery_attempt a
-       where a.id = ? and w.id = a.webhook_id and (w.last_delivery_at is null or w.last_delivery_at <= a.created_at)`,
-      [input.attemptId],
-      'run',
-      ctx,
-    );
-    const nextRetryAt = inserted[0]?.next_retry_at ?? null;
-    return { attemptId: input.attemptId, deliveryStatus: status, nextAttemptAt: nextRetryAt === null ? null : new Date(nextRetryAt) };
-  });
+       from attempt a
+       where w.id = ? and (w.last_delivery_at is null or w.last_delivery_at <= a.created_at)
+     )
+     select s.status, a.next_retry_at from stamped s, attempt a`,
+    [
+      delivery.webhookId,
+      outcome,
+      delivery.id,
+      input.attemptId,
+      delivery.webhookId,
+      delivery.tenantId,
+      delivery.eventType,
+      delivery.attempts + 1,
+      result.ok ? 'success' : 'failed',
+      result.responseCode,
+      result.durationMs,
+      JSON.stringify(result.requestHeaders),
+      result.requestBody,
+      result.responseHeaders === null ? null : JSON.stringify(result.responseHeaders),
+      result.responseBody,
+      result.responseBodyTruncated,
+      result.error,
+      result.errorClass,
+      input.retryInMs ?? 0,
+      delivery.webhookId,
+    ],
+    'all',
+  );
+  const row = rows[0];
+  if (!row) return null;
+  const nextRetryAt = row.next_retry_at;
+  return { attemptId: input.attemptId, deliveryStatus: row.status, nextAttemptAt: nextRetryAt === null ? null : new Date(nextRetryAt) };
 }
 
 /** Marks a delivery cancelled without sending (its webhook was disabled after it was queued). */

@@ -1,0 +1,192 @@
+// Turns one benchmark run into the generated part of BENCHMARKS.md. Everything outside the
+// markers is kept as written, so the notes on bottlenecks and changes survive a new run.
+import { readFile, writeFile } from 'node:fs/promises';
+import type { ApiRep, ApiTarget } from '../scenarios/api.js';
+import type { IdleRep } from '../scenarios/idle.js';
+import type { ScalePhase } from '../scenarios/scale.js';
+import type { ThroughputRep } from '../scenarios/throughput.js';
+import type { DeliveryRunResult } from './delivery-run.js';
+import { GATEWAY_ENTRY } from './gateway-process.js';
+import type { MachineInfo } from './machine.js';
+import type { BenchOptions } from './options.js';
+import { formatNumber, formatRatio, formatSummary, median, summarize } from './stats.js';
+
+export const START_MARKER = '<!-- bench:results:start (written by `npm run bench`; edit outside the markers) -->';
+export const END_MARKER = '<!-- bench:results:end -->';
+
+export interface BenchResults {
+  date: Date;
+  command: string;
+  machine: MachineInfo;
+  options: BenchOptions;
+  settings: Record<string, string>;
+  durationSec: number;
+  throughput: ThroughputRep[];
+  idle: IdleRep[];
+  api: ApiRep[];
+  isolation: DeliveryRunResult[];
+  scale: { empty: ScalePhase; large: ScalePhase };
+}
+
+const mib = (bytes: number) => `${formatNumber(bytes / 1024 ** 2)} MiB`;
+const ms = (values: number[], digits = 1) => formatSummary(summarize(values), digits, ' ms');
+const met = (ok: boolean) => (ok ? 'met' : '**missed**');
+
+export function renderResults(r: BenchResults): string {
+  const o = r.options;
+  const m = r.machine;
+  const tp = r.throughput;
+  const tpRate = summarize(tp.map((x) => x.deliveriesPerSec));
+  const bareRate = summarize(tp.map((x) => x.bareRequestsPerSec));
+  const tpRatio = median(tp.map((x) => x.ratio));
+  const idleP50 = median(r.idle.map((x) => x.p50));
+  const idleP99 = median(r.idle.map((x) => x.p99));
+  const api = (t: ApiTarget) => r.api.filter((x) => x.target === t);
+  const apiRate = (t: ApiTarget) => median(api(t).map((x) => x.requestsPerSec));
+  const isoRate = summarize(r.isolation.map((x) => x.deliveriesPerSec));
+  const isoRatio = isoRate.median / tpRate.median;
+  const emptyRate = summarize(r.scale.empty.runs.map((x) => x.deliveriesPerSec));
+  const largeRate = summarize(r.scale.large.runs.map((x) => x.deliveriesPerSec));
+  const slowdown = 1 - largeRate.median / emptyRate.median;
+  const seed = r.scale.large.seed;
+  const memoryGrowth = r.scale.large.peakRss / r.scale.empty.peakRss - 1;
+  const restOverGraphql = apiRate('rest') / apiRate('graphql');
+  const total = o.events * o.webhooks;
+
+  const lines: string[] = [];
+  const add = (...l: string[]) => lines.push(...l);
+  add(
+    `Run of ${r.date.toISOString().slice(0, 10)} (${r.date.toISOString()}), \`${r.command}\`, ${formatNumber(r.durationSec)} s in all.`,
+    '',
+    `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB.toFixed(1)} GiB memory, ${m.platform}, Node ${m.node}, ${m.postgres}.`,
+    'Everything shares those cores: the gateway, Postgres, the receiver process and the load generator (this process,',
+    'which also runs autocannon and the bare got loop). The machine is noisy; numbers are medians of ' +
+      `${o.reps} repetitions with the range (min–max) in brackets, and every ratio compares figures of this one run.`,
+    '',
+    `Gateway: compiled (${GATEWAY_ENTRY === 'dist/src/main.js' ? '`npm run build`, then `node dist/src/main.js`' : `\`node ${GATEWAY_ENTRY}\``}), one process (ROLE=all), fresh database per gateway ` +
+      `(${o.embedded ? 'embedded PGlite, smaller loads' : 'on the DATABASE_URL server'}). Settings: ` +
+      Object.entries(r.settings)
+        .map(([k, v]) => `\`${k}=${v}\``)
+        .join(', ') +
+      '. Publishing: a service JWT, `POST /api/v1/events` over keep-alive, ' +
+      `${o.publishConcurrency} at a time, each event stamped with the time just before its POST.` +
+      (o.quick ? ' **Short run (BENCH_QUICK=1): smaller loads than the full run.**' : ''),
+    '',
+    '### Targets',
+    '',
+    '| Target | Measured | |',
+    '|---|---|---|',
+    `| End-to-end throughput ≥ 50 % of the bare got limit | ${formatRatio(tpRatio)} | ${met(tpRatio >= 0.5)} |`,
+    `| Idle publish-to-receipt p50 < 10 ms | ${formatNumber(idleP50, 1)} ms | ${met(idleP50 < 10)} |`,
+    `| Healthy half ≥ 80 % of the all-healthy run | ${formatRatio(isoRatio)} | ${met(isoRatio >= 0.8)} |`,
+    `| < 10 % slowdown from large tables | ${slowdown >= 0 ? `${formatRatio(slowdown)} slower` : `none (${formatRatio(-slowdown)} faster)`} | ${met(slowdown < 0.1)} |`,
+    `| Memory flat in pending deliveries | peak RSS ${memoryGrowth >= 0 ? '+' : ''}${formatRatio(memoryGrowth)} with ${formatNumber(seed?.pending ?? 0)} pending | ${met(Math.abs(memoryGrowth) < 0.1)} |`,
+    `| REST within 80 % of GraphQL | REST at ${formatRatio(restOverGraphql)} of GraphQL | ${met(restOverGraphql >= 0.8)} |`,
+    '',
+    '### 1. Throughput and latency',
+    '',
+    `${formatNumber(o.events)} events × ${o.webhooks} webhooks = ${formatNumber(total)} deliveries per repetition to a receiver that ` +
+      'answers 200 at once; throughput is deliveries over the time from the first publish to the last receipt. The limit, ' +
+      `in the same repetition: ${formatNumber(total)} got POSTs of the same shape at concurrency ${o.workerConcurrency} ` +
+      '(= WORKER_CONCURRENCY) to the same receiver.',
+    '',
+    '| | median (range) |',
+    '|---|---|',
+    `| Gateway, deliveries/s end to end | ${formatSummary(tpRate)} |`,
+    `| Bare got loop, requests/s | ${formatSummary(bareRate)} |`,
+    `| Ratio (per repetition, median) | ${formatRatio(tpRatio)} |`,
+    `| Publish rate, events/s | ${formatSummary(summarize(tp.map((x) => x.publishPerSec)))} |`,
+    `| Gateway CPU time per delivery (publishing included) | ${ms(tp.map((x) => x.gatewayCpuMsPerDelivery), 2)} |`,
+    `| Publish-to-receipt p50 | ${ms(tp.map((x) => x.p50), 0)} |`,
+    `| Publish-to-receipt p95 | ${ms(tp.map((x) => x.p95), 0)} |`,
+    `| Publish-to-receipt p99 | ${ms(tp.map((x) => x.p99), 0)} |`,
+    '',
+    'Publishing runs faster than delivery, so a backlog builds during the run and these latencies are mostly time in the',
+    'queue (they grow with N); scenario 2 is the latency of one event on an idle system.',
+    `Duplicates seen: ${tp.reduce((n, x) => n + (x.received - x.distinct), 0)}.`,
+    '',
+    '### 2. Idle latency',
+    '',
+    `${o.idle.events} single events per repetition, each after the previous one arrived and a random pause of ` +
+      `${o.idle.gapMs[0]}–${o.idle.gapMs[1]} ms (the poll interval is ${r.settings['WORKER_POLL_INTERVAL']}, so only the NOTIFY wake-up explains low figures).`,
+    '',
+    '| | median (range) |',
+    '|---|---|',
+    `| p50 | ${ms(r.idle.map((x) => x.p50))} |`,
+    `| p99 | ${ms(r.idle.map((x) => x.p99))} |`,
+    `| max | ${ms(r.idle.map((x) => x.max))} |`,
+    '',
+    '### 3. API',
+    '',
+    `The webhook list of one tenant (${o.api.webhooks} webhooks), autocannon with ${o.api.connections} connections for ` +
+      `${o.api.seconds} s per target after a 1 s warm-up, the three targets taken in turn in each repetition. Bare: a node:http ` +
+      'handler (its own process) running the same SQL with the same pool size and writing the same JSON, without authentication.',
+    '',
+    '| | requests/s | p50 | p99 |',
+    '|---|---|---|---|',
+    ...(['rest', 'graphql', 'bare'] as const).map(
+      (t) =>
+        `| ${{ rest: 'REST `GET /api/v1/webhooks`', graphql: 'GraphQL `{ webhooks { … } }`', bare: 'bare node:http + same SQL' }[t]} | ` +
+        `${formatSummary(summarize(api(t).map((x) => x.requestsPerSec)))} | ${ms(api(t).map((x) => x.p50), 0)} | ${ms(api(t).map((x) => x.p99), 0)} |`,
+    ),
+    '',
+    `Ratios of the medians: REST/GraphQL ${formatRatio(restOverGraphql)}, REST/bare ${formatRatio(apiRate('rest') / apiRate('bare'))}, ` +
+      `GraphQL/bare ${formatRatio(apiRate('graphql') / apiRate('bare'))}.`,
+    '',
+    '### 4. Isolation',
+    '',
+    `Per repetition ${o.webhooks} fresh webhooks, half of them on a receiver that accepts and never answers ` +
+      `(WEBHOOK_TIMEOUT=${r.settings['WEBHOOK_TIMEOUT']}); ${formatNumber(o.events)} events; throughput of the healthy half ` +
+      `(${formatNumber(o.events * (o.webhooks - Math.floor(o.webhooks / 2)))} deliveries) set against the all-healthy run of scenario 1.`,
+    '',
+    '| | median (range) |',
+    '|---|---|',
+    `| Healthy half, deliveries/s | ${formatSummary(isoRate)} |`,
+    `| All healthy (scenario 1), deliveries/s | ${formatSummary(tpRate)} |`,
+    `| Ratio | ${formatRatio(isoRatio)} |`,
+    `| Healthy-half publish-to-receipt p50 / p99 | ${ms(r.isolation.map((x) => x.p50), 0)} / ${ms(r.isolation.map((x) => x.p99), 0)} |`,
+    '',
+    '### 5. Scale',
+    '',
+    `${formatNumber(o.scale.events)} events × ${o.webhooks} webhooks per repetition, on empty tables and on tables seeded with ` +
+      (seed
+        ? `${formatNumber(seed.attempts)} attempt rows (${formatNumber(seed.deliveries - seed.pending)} finished deliveries, ` +
+          `${formatNumber(seed.events)} events) and ${formatNumber(seed.pending)} pending deliveries due from a day on, on the same webhooks ` +
+          `(set-based SQL, ${formatNumber(seed.seconds)} s including ANALYZE)`
+        : 'nothing') +
+      '. Each phase: its own database and a freshly started gateway.',
+    '',
+    '| | empty tables | large tables |',
+    '|---|---|---|',
+    `| Deliveries/s | ${formatSummary(emptyRate)} | ${formatSummary(largeRate)} |`,
+    `| Publish-to-receipt p50 | ${ms(r.scale.empty.runs.map((x) => x.p50), 0)} | ${ms(r.scale.large.runs.map((x) => x.p50), 0)} |`,
+    `| Gateway CPU time per delivery | ${ms(r.scale.empty.runs.map((x) => x.gatewayCpuMsPerDelivery), 2)} | ${ms(r.scale.large.runs.map((x) => x.gatewayCpuMsPerDelivery), 2)} |`,
+    `| Gateway RSS at rest after start | ${mib(r.scale.empty.idleRss)} | ${mib(r.scale.large.idleRss)} |`,
+    `| Gateway RSS peak during the runs | ${mib(r.scale.empty.peakRss)} | ${mib(r.scale.large.peakRss)} |`,
+    '',
+    `Slowdown from the large tables: ${formatRatio(slowdown)} (median against median; negative means faster).`,
+  );
+  return lines.join('\n');
+}
+
+const SKELETON = `# Benchmarks
+
+\`npm run bench\` (code in bench/, never part of \`npm test\`) starts the gateway as a child process against
+DATABASE_URL (or the embedded database), a receiver process on loopback, and runs every scenario three times.
+\`BENCH_QUICK=1 npm run bench\` is a short run with smaller loads.
+
+## Results
+
+${START_MARKER}
+${END_MARKER}
+`;
+
+export async function writeReport(file: string, results: string): Promise<void> {
+  const current = await readFile(file, 'utf8').catch(() => SKELETON);
+  const start = current.indexOf(START_MARKER);
+  const end = current.indexOf(END_MARKER);
+  const base = start >= 0 && end > start ? current : `${current.trimEnd()}\n\n## Results\n\n${START_MARKER}\n${END_MARKER}\n`;
+  const s = base.indexOf(START_MARKER);
+  const e = base.indexOf(END_MARKER);
+  await writeFile(file, `${base.slice(0, s + START_MARKER.length)}\n${results}\n${base.slice(e)}`);
+}

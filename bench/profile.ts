@@ -1,0 +1,94 @@
+// `npx tsx bench/profile.ts`: one throughput run of scenario 1 with the gateway under --cpu-prof,
+// then the functions and packages that took the most CPU time. Where to look before changing
+// anything; PROFILE_EVENTS and PROFILE_WEBHOOKS size the run, PROFILE_KEEP=1 keeps the
+// .cpuprofile (open it in Chrome DevTools).
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createBenchDatabase } from './lib/database.js';
+import { deliveryRun } from './lib/delivery-run.js';
+import { buildGateway, startGatewayProcess } from './lib/gateway-process.js';
+import { serviceToken, userToken } from './lib/http-client.js';
+import { createWebhooks, sleep } from './lib/load.js';
+import { stopAllChildren } from './lib/processes.js';
+import { startReceiverProcess } from './lib/receiver-process.js';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+function where(url: string): string {
+  const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (match) return match[1]!;
+  if (url.includes('/dist/')) return 'gateway';
+  if (url.startsWith('node:')) return 'node core';
+  return url === '' ? '(native, gc, idle)' : url;
+}
+
+function top(totals: Map<string, number>, all: number, n: number): string[] {
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([name, hits]) => `${((hits / all) * 100).toFixed(1).padStart(5)} %  ${name}`);
+}
+
+async function main(): Promise<void> {
+  const events = Number(process.env['PROFILE_EVENTS'] ?? 1000);
+  const webhooks = Number(process.env['PROFILE_WEBHOOKS'] ?? 10);
+  const dir = await mkdtemp(path.join(tmpdir(), 'gateway-profile-'));
+  await buildGateway();
+  const receiver = await startReceiverProcess();
+  const db = await createBenchDatabase();
+  try {
+    const gateway = await startGatewayProcess(db.env, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    const tenant = 'bench-profile';
+    const urls = Array.from({ length: webhooks }, (_, i) => `${receiver.healthyUrl}/hook/${i}`);
+    await createWebhooks(gateway.url, await userToken(tenant), urls);
+    await sleep(1000);
+    const result = await deliveryRun({
+      gateway,
+      receiver,
+      token: await serviceToken(),
+      tenant,
+      run: 'profile',
+      events,
+      expected: events * webhooks,
+      publishConcurrency: 8,
+      timeoutMs: 180_000,
+    });
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    await gateway.stop();
+    const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error('no profile written');
+    const profile = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { nodes: ProfileNode[] };
+    const byFunction = new Map<string, number>();
+    const byPlace = new Map<string, number>();
+    let all = 0;
+    for (const node of profile.nodes) {
+      const hits = node.hitCount ?? 0;
+      if (node.callFrame.functionName === '(idle)') continue;
+      all += hits;
+      const { functionName, url, lineNumber } = node.callFrame;
+      const name = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')}:${lineNumber + 1}`;
+      byFunction.set(name, (byFunction.get(name) ?? 0) + hits);
+      byPlace.set(where(url), (byPlace.get(where(url)) ?? 0) + hits);
+    }
+    process.stdout.write(`\nbusy samples by package:\n${top(byPlace, all, 20).join('\n')}\n`);
+    process.stdout.write(`\nbusy samples by function (self time):\n${top(byFunction, all, 40).join('\n')}\n`);
+    if (process.env['PROFILE_KEEP'] === '1') process.stdout.write(`\nprofile kept: ${path.join(dir, file)}\n`);
+    else await rm(dir, { recursive: true, force: true });
+  } finally {
+    await receiver.close();
+    await db.drop();
+  }
+}
+
+main()
+  .then(() => stopAllChildren())
+  .catch(async (err: unknown) => {
+    process.stderr.write(`profile failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    await stopAllChildren();
+    process.exit(1);
+  });
