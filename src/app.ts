@@ -16,7 +16,7 @@ import { createGraphQLServer } from './graphql/yoga.js';
 import { rateLimitKey, type RateLimiter } from './http/rate-limit.js';
 import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
-import { createRequestContextFactory, requestIdFrom } from './request-context.js';
+import { createRequestContextFactory, rememberViewer, requestIdFrom } from './request-context.js';
 import { sendError, sendJson, sendRateLimited } from './rest/http-io.js';
 import { handleDocs } from './rest/docs-page.js';
 import { handleOpenApi, OPENAPI_PATH } from './rest/openapi.js';
@@ -88,6 +88,8 @@ export function createApp(deps: AppDeps): App {
         })
         .catch(() => null);
       if (viewer) {
+        // The GraphQL context takes this viewer instead of authenticating the request again.
+        rememberViewer(req, viewer);
         try {
           await limit(viewer, res);
         } catch (err) {

@@ -13,6 +13,11 @@ export const CHANNEL_DELIVERY_UPDATES = 'gateway_delivery_updates';
 export type NotificationHandler = (payload: string) => void;
 
 export interface Notifier {
+  /**
+   * true when a NOTIFY issued by any SQL statement reaches the listeners (Postgres), so a writer
+   * may fold its notification into its own statement instead of calling notify().
+   */
+  readonly viaSql: boolean;
   notify(channel: string, payload: string): Promise<void>;
   listen(channel: string, handler: NotificationHandler): () => void;
   close(): Promise<void>;
@@ -22,6 +27,7 @@ export function createLocalNotifier(): Notifier {
   const emitter = new EventEmitter();
   emitter.setMaxListeners(0);
   return {
+    viaSql: false,
     async notify(channel, payload) {
       emitter.emit(channel, payload);
     },
@@ -85,6 +91,7 @@ export function createPostgresNotifier(options: { url: string; orm: MikroORM; lo
   };
 
   return {
+    viaSql: true,
     async notify(channel, payload) {
       await options.orm.em.fork().getConnection().execute('select pg_notify(?, ?)', [channel, payload]);
     },

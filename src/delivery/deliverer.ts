@@ -91,8 +91,12 @@ export function createDeliverer(deps: {
       const attemptId = newId('att');
       // The send already happened; losing its record would mean sending again later. Postgres
       // blips (a restart, a failover) are waited out here, within the lease.
+      const notice: DeliveryUpdateNotice = { ...base, attemptId };
+      const inStatement = deps.notifier.viaSql
+        ? { channel: CHANNEL_DELIVERY_UPDATES, payload: JSON.stringify(notice) }
+        : undefined;
       const recorded = await pRetry(
-        () => recordAttempt(deps.orm.em.fork(), { attemptId, delivery: claimed, result, retryInMs }),
+        () => recordAttempt(deps.orm.em.fork(), { attemptId, delivery: claimed, result, retryInMs, notice: inStatement }),
         { retries: 10, minTimeout: 200, maxTimeout: 5_000 },
       );
       const outcome = result.ok ? 'success' : 'failed';
@@ -115,7 +119,7 @@ export function createDeliverer(deps: {
         },
         'delivery attempt',
       );
-      if (recorded) await announce({ ...base, attemptId });
+      if (recorded && !inStatement) await announce(notice);
       return { result, recorded };
     },
   };

@@ -131,6 +131,11 @@ export async function recordAttempt(
     delivery: Pick<ClaimedDelivery, 'id' | 'webhookId' | 'tenantId' | 'eventType' | 'attempts'>;
     result: SendResult;
     retryInMs: number | null;
+    /**
+     * A NOTIFY sent by the same statement (so it is delivered at its commit, and costs no round
+     * trip of its own); sent only when the attempt was recorded.
+     */
+    notice?: { channel: string; payload: string };
   },
 ): Promise<RecordedAttempt | null> {
   const { delivery, result } = input;
@@ -182,8 +187,10 @@ export async function recordAttempt(
        set last_delivery_status = a.status, last_delivery_at = a.created_at
        from attempt a
        where w.id = ? and (w.last_delivery_at is null or w.last_delivery_at <= a.created_at)
+     ), notified as (
+       select pg_notify(?::text, ?::text) from stamped where ?::text is not null
      )
-     select s.status, a.next_retry_at from stamped s, attempt a`,
+     select s.status, a.next_retry_at, (select count(*) from notified) as notified from stamped s, attempt a`,
     [
       delivery.webhookId,
       outcome,
@@ -205,6 +212,9 @@ export async function recordAttempt(
       result.errorClass,
       input.retryInMs ?? 0,
       delivery.webhookId,
+      input.notice?.channel ?? null,
+      input.notice?.payload ?? null,
+      input.notice?.channel ?? null,
     ],
     'all',
   );

@@ -1,8 +1,9 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { AppError } from '../errors.js';
-import type { RequestContextFactory } from '../request-context.js';
+import { rememberedViewer, type RequestContextFactory } from '../request-context.js';
 import { toGraphQLError } from './errors.js';
 import { schema } from './schema.js';
 
@@ -44,16 +45,18 @@ export function createGraphQLServer(deps: {
     maskedErrors: {
       maskError: (error) => toGraphQLError(error, (err) => deps.logger.error({ err }, 'graphql resolver failed')),
     },
-    context: async ({ request }) => {
+    context: async ({ request, req }: { request: Request; req?: IncomingMessage }) => {
       const url = new URL(request.url);
+      const info = {
+        authorization: request.headers.get('authorization'),
+        queryToken: url.searchParams.get('token'),
+        requestId: request.headers.get('x-request-id'),
+        idempotencyKey: request.headers.get('idempotency-key'),
+        allowAnonymous: true,
+      };
       try {
-        return await deps.contextFactory.forRequest({
-          authorization: request.headers.get('authorization'),
-          queryToken: url.searchParams.get('token'),
-          requestId: request.headers.get('x-request-id'),
-          idempotencyKey: request.headers.get('idempotency-key'),
-          allowAnonymous: true,
-        });
+        const viewer = rememberedViewer(req);
+        return viewer ? deps.contextFactory.forViewer(viewer, info) : await deps.contextFactory.forRequest(info);
       } catch (err) {
         throw toGraphQLError(err as AppError, (e) => deps.logger.error({ err: e }, 'graphql context failed'));
       }
