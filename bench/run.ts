@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       isolation,
       scale,
     });
-    const file = path.join(repoRoot, process.env['BENCH_REPORT'] || 'BENCHMARKS.md');
+    const file = path.resolve(repoRoot, process.env['BENCH_REPORT'] || 'BENCHMARKS.md');
     await writeReport(file, results);
     process.stdout.write(`\n${results}\n\nwritten to ${file}\n`);
   } finally {

@@ -1,5 +1,6 @@
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
+import pg from 'pg';
 import type { Config } from '../config.js';
 import { startEmbeddedDatabase } from './embedded.js';
 import { entities } from './entities.js';
@@ -55,7 +56,20 @@ export async function openDatabase(
   }
 }
 
+// Any number of processes may start at once on a fresh database; a session-level advisory lock,
+// held on a connection of its own for the whole run, lets one migrate while the others wait and
+// then find nothing left to do.
+const MIGRATION_LOCK = 724_311_901;
+
 export async function migrate(db: Database): Promise<string[]> {
-  const applied = await db.orm.getMigrator().up();
-  return applied.map((m) => m.name);
+  const run = async () => (await db.orm.getMigrator().up()).map((m) => m.name);
+  if (db.embedded) return run();
+  const lock = new pg.Client({ connectionString: db.url });
+  await lock.connect();
+  try {
+    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    return await run();
+  } finally {
+    await lock.end().catch(() => undefined);
+  }
 }
