@@ -32,12 +32,6 @@ export class AppError extends Error {
 
 export const notFound = (what: string) => new AppError('NOT_FOUND', `${what} not found`);
 
-export const validationError = (field: string, message: string) =>
-  new AppError('VALIDATION_ERROR', message, { field });
-
-export const badRequest = (message: string, details?: unknown) =>
-  new AppError('BAD_REQUEST', message, details);
-
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && value in ERROR_STATUS;
 }

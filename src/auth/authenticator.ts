@@ -3,6 +3,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import type { Config } from '../config.js';
+import { isApiKeyFormat } from '../crypto/api-key-token.js';
 import { AppError } from '../errors.js';
 import { findActiveApiKey } from '../modules/api-keys/api-key.service.js';
 import type { Viewer } from './viewer.js';
@@ -72,6 +73,8 @@ export function createAuthenticator(config: Config, orm: MikroORM): Authenticato
 
     async authenticate(token) {
       if (token.startsWith('ia_live_')) {
+        // A malformed key cannot match any stored hash: refused without a database round trip.
+        if (!isApiKeyFormat(token)) throw unauthorized('invalid or revoked API key');
         const key = await findActiveApiKey(orm.em.fork(), token);
         if (!key) throw unauthorized('invalid or revoked API key');
         return { tenantId: key.tenantId, role: 'user', via: 'api_key' };

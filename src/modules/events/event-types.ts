@@ -19,7 +19,3 @@ const NAMES = new Set<string>(EVENT_TYPES.map((e) => e.event));
 export function isEventType(value: string): value is EventType {
   return NAMES.has(value);
 }
-
-export function isPublishableEventType(value: string): boolean {
-  return value !== 'ping' && NAMES.has(value);
-}
