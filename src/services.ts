@@ -47,7 +47,7 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
     webhooks,
     apiKeys: new ApiKeyService(em),
     events: new EventService(em, deps.notifier),
-    deliveries: new DeliveryService(em, deps.deliverer),
+    deliveries: new DeliveryService(em, deps.deliverer, webhooks),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deliveryUpdateHub(deps)),
   };
 }

@@ -5,7 +5,7 @@ import { AppError, notFound } from '../../errors.js';
 import { isId } from '../../ids.js';
 import { insertEventWithDeliveries } from '../events/event.service.js';
 import type { Webhook } from '../webhooks/webhook.entity.js';
-import { WebhookSchema } from '../webhooks/webhook.entity.js';
+import type { WebhookService } from '../webhooks/webhook.service.js';
 import { DeliveryAttemptSchema, type DeliveryAttempt } from './delivery-attempt.entity.js';
 import { DeliverySchema, type Delivery } from './delivery.entity.js';
 
@@ -45,14 +45,8 @@ export class DeliveryService {
   constructor(
     private readonly em: EntityManager,
     private readonly deliverer: Deliverer,
+    private readonly webhooks: WebhookService,
   ) {}
-
-  private async requireWebhook(tenantId: string, webhookId: string): Promise<Webhook> {
-    if (!isId('wh', webhookId)) throw notFound('webhook');
-    const webhook = await this.em.findOne(WebhookSchema, { id: webhookId, tenantId });
-    if (!webhook) throw notFound('webhook');
-    return webhook;
-  }
 
   async attempts(
     tenantId: string,
@@ -70,7 +64,7 @@ export class DeliveryService {
     if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
       throw new AppError('BAD_REQUEST', `per_page must be a whole number from 1 to ${MAX_PAGE_SIZE}`, { field: 'per_page' });
     }
-    await this.requireWebhook(tenantId, webhookId);
+    await this.webhooks.get(tenantId, webhookId);
     const where = { webhookId, tenantId, ...(status ? { status } : {}) };
     const offset = (page - 1) * pageSize;
     const limit = Math.max(0, Math.min(pageSize, HISTORY_LIMIT - offset));
@@ -98,7 +92,7 @@ export class DeliveryService {
    * allowed while the webhook is disabled: it is how an owner checks an endpoint before enabling.
    */
   async test(tenantId: string, webhookId: string): Promise<DeliveryAttempt> {
-    const webhook = await this.requireWebhook(tenantId, webhookId);
+    const webhook = await this.webhooks.get(tenantId, webhookId);
     const created = await this.em.transactional(async (tx) => {
       const event = await insertEventWithDeliveries(tx, {
         tenantId,
@@ -107,12 +101,11 @@ export class DeliveryService {
         onlyWebhookId: webhook.id,
         notDue: true,
       });
-      const delivery = await tx.findOneOrFail(DeliverySchema, { eventId: event.id });
-      return { event, delivery };
+      return { event, deliveryId: event.deliveryIds[0]! };
     });
     const outcome = await this.deliverer.deliver(
       {
-        id: created.delivery.id,
+        id: created.deliveryId,
         webhookId: webhook.id,
         tenantId,
         eventId: created.event.id,

@@ -60,7 +60,7 @@ function resolveTenant(viewer: Viewer, requested: string | null | undefined): st
 export async function insertEventWithDeliveries(
   em: EntityManager,
   input: { tenantId: string; type: string; data: Record<string, unknown>; idempotencyKey?: string | null; onlyWebhookId?: string; notDue?: boolean },
-): Promise<{ id: string; deliveries: number; publishedAt: Date }> {
+): Promise<{ id: string; deliveries: number; deliveryIds: string[]; publishedAt: Date }> {
   const conn = em.getConnection();
   const ctx = em.getTransactionContext();
   const id = newId('evt');
@@ -79,8 +79,8 @@ export async function insertEventWithDeliveries(
     'all',
     ctx,
   );
-  if (targets.length > 0) {
-    const rows = targets.map((t) => ({ id: newId('del'), webhook_id: t.id }));
+  const rows = targets.map((t) => ({ id: newId('del'), webhook_id: t.id }));
+  if (rows.length > 0) {
     await conn.execute(
       `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at)
        select r.id, ?, r.webhook_id, ?, ?, 'pending', 0, case when ? then null else now() end
@@ -90,7 +90,12 @@ export async function insertEventWithDeliveries(
       ctx,
     );
   }
-  return { id, deliveries: targets.length, publishedAt: new Date(inserted[0]!.published_at) };
+  return {
+    id,
+    deliveries: rows.length,
+    deliveryIds: rows.map((r) => r.id),
+    publishedAt: new Date(inserted[0]!.published_at),
+  };
 }
 
 export class EventService {
