@@ -1,6 +1,7 @@
 // The delivery queue lives in the `delivery` table. These are its SQL operations; every one is a
 // single statement or a single transaction, so a crash between any two leaves a consistent queue.
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { runStatement, type Statement } from '../db/statements.js';
 import type { SendResult } from './sender.js';
 
 export interface ClaimedDelivery {
@@ -42,7 +43,9 @@ interface ClaimRow {
 // the due rows (the partial index) gives each webhook's oldest free row and its leased count:
 // webhooks already at their cap are left out of the heads, so they cannot crowd out the others,
 // and no count ever reads a webhook's history or its future retries.
-const CLAIM_SQL = `
+const CLAIM: Statement = {
+  name: 'gateway_claim_due',
+  text: `
 with durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
   -- would (at least once), so this commit does not wait for its WAL flush: the next synchronous
@@ -55,10 +58,10 @@ with durability as (
   from delivery
   where status = 'pending' and next_attempt_at <= now()
   group by webhook_id
-  having count(*) filter (where lease_expires_at > now()) < ?
+  having count(*) filter (where lease_expires_at > now()) < $1::int
      and count(*) filter (where lease_expires_at is null or lease_expires_at <= now()) > 0
   order by oldest
-  limit ?
+  limit $2::int
 ), picked as (
   select d.id
   from heads h
@@ -70,13 +73,13 @@ with durability as (
       and x.next_attempt_at <= now()
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
     order by x.next_attempt_at
-    limit ? - h.leased
+    limit $1::int - h.leased
     for update skip locked
   ) d
-  limit ?
+  limit $2::int
 ), claimed as (
   update delivery d
-  set lease_expires_at = now() + (? * interval '1 millisecond'), updated_at = now()
+  set lease_expires_at = now() + ($3::double precision * interval '1 millisecond'), updated_at = now()
   from picked p
   where d.id = p.id
   returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts
@@ -85,19 +88,14 @@ select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at
 from claimed c
 cross join durability
 join webhook w on w.id = c.webhook_id
-join event e on e.id = c.event_id`;
+join event e on e.id = c.event_id`,
+};
 
 export async function claimDue(
   em: EntityManager,
   options: { limit: number; perWebhookCap: number; leaseMs: number },
 ): Promise<ClaimedDelivery[]> {
-  const rows = await em
-    .getConnection()
-    .execute<ClaimRow[]>(
-      CLAIM_SQL,
-      [options.perWebhookCap, options.limit, options.perWebhookCap, options.limit, options.leaseMs],
-      'all',
-    );
+  const rows = await runStatement<ClaimRow>(em, CLAIM, [options.perWebhookCap, options.limit, options.leaseMs]);
   return rows.map((r) => ({
     id: r.id,
     webhookId: r.webhook_id,
@@ -119,109 +117,141 @@ export interface RecordedAttempt {
   nextAttemptAt: Date | null;
 }
 
+export interface AttemptRecord {
+  attemptId: string;
+  delivery: Pick<ClaimedDelivery, 'id' | 'webhookId' | 'tenantId' | 'eventType' | 'attempts'>;
+  result: SendResult;
+  /** When to try again, counted from the attempt's time; null when there is no next attempt. */
+  retryInMs: number | null;
+  /**
+   * A NOTIFY sent by the same statement (so it is delivered at its commit, and costs no round
+   * trip of its own); sent only when the attempt was recorded.
+   */
+  notice?: { channel: string; payload: string };
+}
+
+// Stores attempts and moves their deliveries on, in one statement, so a batch of attempts that
+// finished together costs one round trip and one commit (one WAL flush), and no transaction is
+// held open between round trips: every attempt of a webhook updates that webhook's row, so the
+// time a record holds it bounds how fast one endpoint can be served.
+// - Deleting or disabling a webhook locks its row and then its deliveries; taking a delivery
+//   first and the webhook row later would deadlock with them, so the webhook rows come first,
+//   then the deliveries, each in id order so that concurrent batches cannot deadlock each other.
+// - Each delivery is locked before anything is written, so a cancel or a delete of it waits for
+//   the record, or the record sees its outcome: a cancelled delivery stays cancelled and a
+//   deleted one (or one whose webhook is gone) records nothing.
+// - An attempt's time is read once the locks are held (clock_timestamp, not the statement's
+//   start), so overlapping records still list newest first by both seq and created_at; the next
+//   retry is counted from that same instant.
+// - Records of one webhook can commit out of order; the newest attempt decides the webhook's
+//   last_delivery_*, not the last commit.
+const RECORD: Statement = {
+  name: 'gateway_record_attempts',
+  text: `
+with input as (
+  select * from json_to_recordset($1::json) as i(
+    attempt_id text, delivery_id text, webhook_id text, tenant_id text, event_type text, attempt int,
+    outcome text, status text, response_code int, duration_ms int, request_headers jsonb, request_body text,
+    response_headers jsonb, response_body text, response_body_truncated boolean, error text, error_class text,
+    retry_in_ms double precision, channel text, payload text)
+), locked_webhook as (
+  select w.id from webhook w where w.id in (select webhook_id from input) order by w.id for no key update
+), locked as (
+  select d.id, case when d.status = 'pending' then i.outcome else d.status end as status
+  from delivery d
+  join input i on i.delivery_id = d.id
+  join locked_webhook lw on lw.id = d.webhook_id
+  order by d.id
+  for update of d
+), stamped as (
+  select locked.id, locked.status, clock_timestamp() as at from locked
+), attempt as (
+  insert into delivery_attempt (
+    id, delivery_id, webhook_id, tenant_id, event_type, attempt, status, response_code, duration_ms,
+    request_headers, request_body, response_headers, response_body, response_body_truncated,
+    error, error_class, created_at, next_retry_at
+  )
+  select i.attempt_id, s.id, i.webhook_id, i.tenant_id, i.event_type, i.attempt, i.status, i.response_code,
+         i.duration_ms, i.request_headers, i.request_body, i.response_headers, i.response_body,
+         i.response_body_truncated, i.error, i.error_class,
+         s.at, case when s.status = 'pending' then s.at + (i.retry_in_ms * interval '1 millisecond') end
+  from stamped s join input i on i.delivery_id = s.id
+  order by s.at
+  returning id, delivery_id, webhook_id, status, created_at, next_retry_at
+), moved as (
+  update delivery d
+  set attempts = d.attempts + 1,
+      status = s.status,
+      next_attempt_at = a.next_retry_at,
+      lease_expires_at = null,
+      updated_at = now()
+  from stamped s join attempt a on a.delivery_id = s.id
+  where d.id = s.id
+), newest as (
+  select distinct on (webhook_id) webhook_id, status, created_at from attempt order by webhook_id, created_at desc
+), last_delivery as (
+  update webhook w
+  set last_delivery_status = n.status, last_delivery_at = n.created_at
+  from newest n
+  where w.id = n.webhook_id and (w.last_delivery_at is null or w.last_delivery_at <= n.created_at)
+), notified as (
+  select pg_notify(i.channel, i.payload) from attempt a join input i on i.attempt_id = a.id where i.channel is not null
+)
+select a.id as attempt_id, s.status, a.next_retry_at, (select count(*) from notified) as notified
+from attempt a join stamped s on s.id = a.delivery_id`,
+};
+
 /**
- * Stores one attempt and moves its delivery on, in one statement: success, a retry at
- * `retryInMs`, or failed when `retryInMs` is null. A delivery that was cancelled (or whose webhook
- * was deleted) meanwhile keeps its state; the attempt is still kept while the delivery exists.
+ * Stores attempts (of distinct deliveries) and moves each delivery on, in one statement: success,
+ * a retry at `retryInMs`, or failed when `retryInMs` is null. A delivery that was cancelled (or
+ * whose webhook was deleted) meanwhile keeps its state; its attempt is still kept while the
+ * delivery exists. Answers in input order; null where nothing was recorded.
  */
-export async function recordAttempt(
-  em: EntityManager,
-  input: {
-    attemptId: string;
-    delivery: Pick<ClaimedDelivery, 'id' | 'webhookId' | 'tenantId' | 'eventType' | 'attempts'>;
-    result: SendResult;
-    retryInMs: number | null;
-    /**
-     * A NOTIFY sent by the same statement (so it is delivered at its commit, and costs no round
-     * trip of its own); sent only when the attempt was recorded.
-     */
-    notice?: { channel: string; payload: string };
-  },
-): Promise<RecordedAttempt | null> {
-  const { delivery, result } = input;
-  const outcome = result.ok ? 'success' : input.retryInMs === null ? 'failed' : 'pending';
-  // One statement, so one round trip and no transaction held open between round trips: every
-  // attempt of a webhook updates that webhook's row, so the time a record holds it bounds how
-  // fast one endpoint can be served.
-  // - Deleting or disabling a webhook locks its row and then its deliveries; taking the delivery
-  //   first and the webhook row later would deadlock with them, so `locked_webhook` comes first
-  //   (the delivery's own lock is taken above the join, once the webhook row is held).
-  // - The delivery is locked before anything is written, so a cancel or a delete of it waits for
-  //   the record, or the record sees its outcome: a cancelled delivery stays cancelled and a
-  //   deleted one (or one whose webhook is gone) records nothing.
-  // - The attempt's time is read once the locks are held (clock_timestamp, not the statement's
-  //   start), so overlapping records still list newest first by both seq and created_at; the
-  //   next retry is counted from that same instant.
-  // - Records of one webhook can commit out of order; the newest attempt decides, not the last commit.
-  const rows = await em.getConnection().execute<{ status: RecordedAttempt['deliveryStatus']; next_retry_at: Date | string | null }[]>(
-    `with locked_webhook as (
-       select id from webhook where id = ? for no key update
-     ), locked as (
-       select d.id, case when d.status = 'pending' then ?::text else d.status end as status
-       from delivery d join locked_webhook on true
-       where d.id = ?
-       for update of d
-     ), stamped as (
-       select locked.id, locked.status, clock_timestamp() as at from locked
-     ), attempt as (
-       insert into delivery_attempt (
-         id, delivery_id, webhook_id, tenant_id, event_type, attempt, status, response_code, duration_ms,
-         request_headers, request_body, response_headers, response_body, response_body_truncated,
-         error, error_class, created_at, next_retry_at
-       )
-       select ?, s.id, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?::jsonb, ?, ?, ?, ?,
-              s.at, case when s.status = 'pending' then s.at + (?::double precision * interval '1 millisecond') end
-       from stamped s
-       returning status, created_at, next_retry_at
-     ), moved as (
-       update delivery d
-       set attempts = d.attempts + 1,
-           status = s.status,
-           next_attempt_at = a.next_retry_at,
-           lease_expires_at = null,
-           updated_at = now()
-       from stamped s, attempt a
-       where d.id = s.id
-     ), last_delivery as (
-       update webhook w
-       set last_delivery_status = a.status, last_delivery_at = a.created_at
-       from attempt a
-       where w.id = ? and (w.last_delivery_at is null or w.last_delivery_at <= a.created_at)
-     ), notified as (
-       select pg_notify(?::text, ?::text) from stamped where ?::text is not null
-     )
-     select s.status, a.next_retry_at, (select count(*) from notified) as notified from stamped s, attempt a`,
-    [
-      delivery.webhookId,
-      outcome,
-      delivery.id,
-      input.attemptId,
-      delivery.webhookId,
-      delivery.tenantId,
-      delivery.eventType,
-      delivery.attempts + 1,
-      result.ok ? 'success' : 'failed',
-      result.responseCode,
-      result.durationMs,
-      JSON.stringify(result.requestHeaders),
-      result.requestBody,
-      result.responseHeaders === null ? null : JSON.stringify(result.responseHeaders),
-      result.responseBody,
-      result.responseBodyTruncated,
-      result.error,
-      result.errorClass,
-      input.retryInMs ?? 0,
-      delivery.webhookId,
-      input.notice?.channel ?? null,
-      input.notice?.payload ?? null,
-      input.notice?.channel ?? null,
-    ],
-    'all',
+export async function recordAttempts(em: EntityManager, inputs: readonly AttemptRecord[]): Promise<(RecordedAttempt | null)[]> {
+  if (inputs.length === 0) return [];
+  const rows = inputs.map(({ attemptId, delivery, result, retryInMs, notice }) => ({
+    attempt_id: attemptId,
+    delivery_id: delivery.id,
+    webhook_id: delivery.webhookId,
+    tenant_id: delivery.tenantId,
+    event_type: delivery.eventType,
+    attempt: delivery.attempts + 1,
+    outcome: result.ok ? 'success' : retryInMs === null ? 'failed' : 'pending',
+    status: result.ok ? 'success' : 'failed',
+    response_code: result.responseCode,
+    duration_ms: result.durationMs,
+    request_headers: result.requestHeaders,
+    request_body: result.requestBody,
+    response_headers: result.responseHeaders,
+    response_body: result.responseBody,
+    response_body_truncated: result.responseBodyTruncated,
+    error: result.error,
+    error_class: result.errorClass,
+    retry_in_ms: retryInMs ?? 0,
+    channel: notice?.channel ?? null,
+    payload: notice?.payload ?? null,
+  }));
+  const recorded = await runStatement<{ attempt_id: string; status: RecordedAttempt['deliveryStatus']; next_retry_at: Date | string | null }>(
+    em,
+    RECORD,
+    [JSON.stringify(rows)],
   );
-  const row = rows[0];
-  if (!row) return null;
-  const nextRetryAt = row.next_retry_at;
-  return { attemptId: input.attemptId, deliveryStatus: row.status, nextAttemptAt: nextRetryAt === null ? null : new Date(nextRetryAt) };
+  const byAttempt = new Map(recorded.map((r) => [r.attempt_id, r]));
+  return inputs.map(({ attemptId }) => {
+    const row = byAttempt.get(attemptId);
+    if (!row) return null;
+    return {
+      attemptId,
+      deliveryStatus: row.status,
+      nextAttemptAt: row.next_retry_at === null ? null : new Date(row.next_retry_at),
+    };
+  });
+}
+
+/** Stores one attempt; see recordAttempts. */
+export async function recordAttempt(em: EntityManager, input: AttemptRecord): Promise<RecordedAttempt | null> {
+  const [recorded] = await recordAttempts(em, [input]);
+  return recorded ?? null;
 }
 
 /** Marks a delivery cancelled without sending (its webhook was disabled after it was queued). */
