@@ -1,13 +1,13 @@
 // One attempt of one claimed delivery, end to end: build the envelope, sign and send it, record
 // the outcome durably, and announce it. The scheduler and the synchronous /test endpoint share it.
 import type { MikroORM } from '@mikro-orm/postgresql';
-import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { SecretBox } from '../crypto/secrets.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
 import { newId } from '../ids.js';
-import { cancelDelivery, recordAttempt, type ClaimedDelivery, type RecordedAttempt } from './queue.js';
+import { cancelDelivery, type ClaimedDelivery, type RecordedAttempt } from './queue.js';
+import { createAttemptRecorder } from './recorder.js';
 import type { Sender, SendResult } from './sender.js';
 
 export interface DeliveryUpdateNotice {
@@ -55,6 +55,7 @@ export function createDeliverer(deps: {
   metrics?: Pick<Metrics, 'attempts' | 'attemptDuration' | 'deliveriesFinished'>;
 }): Deliverer {
   const { logger } = deps;
+  const recorder = createAttemptRecorder(deps.orm);
 
   async function announce(notice: DeliveryUpdateNotice) {
     await deps.notifier.notify(CHANNEL_DELIVERY_UPDATES, JSON.stringify(notice)).catch((err: unknown) => {
@@ -89,16 +90,13 @@ export function createDeliverer(deps: {
       }
       const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts] ?? null);
       const attemptId = newId('att');
-      // The send already happened; losing its record would mean sending again later. Postgres
-      // blips (a restart, a failover) are waited out here, within the lease.
       const notice: DeliveryUpdateNotice = { ...base, attemptId };
       const inStatement = deps.notifier.viaSql
         ? { channel: CHANNEL_DELIVERY_UPDATES, payload: JSON.stringify(notice) }
         : undefined;
-      const recorded = await pRetry(
-        () => recordAttempt(deps.orm.em.fork(), { attemptId, delivery: claimed, result, retryInMs, notice: inStatement }),
-        { retries: 10, minTimeout: 200, maxTimeout: 5_000 },
-      );
+      // Durable before it is announced; the recorder waits out Postgres blips (a restart, a
+      // failover) within the lease, since losing the record would mean sending again later.
+      const recorded = await recorder.record({ attemptId, delivery: claimed, result, retryInMs, notice: inStatement });
       const outcome = result.ok ? 'success' : 'failed';
       deps.metrics?.attempts.inc({ outcome, error_class: result.errorClass ?? 'none' });
       deps.metrics?.attemptDuration.observe({ outcome }, result.durationMs / 1000);
