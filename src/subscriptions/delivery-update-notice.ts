@@ -64,8 +64,9 @@ function send(notifier: Notifier, notice: Record<string, unknown>): Promise<void
   return notifier.notify(CHANNEL_DELIVERY_UPDATES, JSON.stringify(notice)).catch(() => undefined);
 }
 
-export function announceEventDeliveries(notifier: Notifier, tenantId: string, eventId: string): Promise<void> {
-  return send(notifier, { kind: 'event', tenantId, eventId });
+/** The notice that a published event's deliveries were queued. */
+export function eventDeliveriesNotice(tenantId: string, eventId: string): string {
+  return JSON.stringify({ kind: 'event', tenantId, eventId });
 }
 
 export function announcePing(notifier: Notifier, tenantId: string, webhookId: string): Promise<void> {

@@ -93,16 +93,16 @@ export class DeliveryService {
    */
   async test(tenantId: string, webhookId: string): Promise<DeliveryAttempt> {
     const webhook = await this.webhooks.get(tenantId, webhookId);
-    const created = await this.em.transactional(async (tx) => {
-      const event = await insertEventWithDeliveries(tx, {
-        tenantId,
-        type: 'ping',
-        data: pingData(webhook.id),
-        onlyWebhookId: webhook.id,
-        notDue: true,
-      });
-      return { event, deliveryId: event.deliveryIds[0]! };
+    const event = await insertEventWithDeliveries(this.em, {
+      tenantId,
+      type: 'ping',
+      data: pingData(webhook.id),
+      onlyWebhookId: webhook.id,
+      notDue: true,
     });
+    // Deleted since it was looked up: nothing was queued.
+    if (event.deliveryIds.length === 0) throw notFound('webhook');
+    const created = { event, deliveryId: event.deliveryIds[0]! };
     const outcome = await this.deliverer.deliver(
       {
         id: created.deliveryId,

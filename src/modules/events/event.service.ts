@@ -3,11 +3,12 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Viewer } from '../../auth/viewer.js';
-import { CHANNEL_DELIVERIES_DUE, type Notifier } from '../../db/notifier.js';
+import { CHANNEL_DELIVERIES_DUE, CHANNEL_DELIVERY_UPDATES, type Notifier } from '../../db/notifier.js';
+import { runStatement, type Statement } from '../../db/statements.js';
 import { isStorableText, MAX_JSON_DEPTH, unstorableJson } from '../../db/storable-text.js';
 import { AppError } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { announceEventDeliveries } from '../../subscriptions/delivery-update-notice.js';
+import { eventDeliveriesNotice } from '../../subscriptions/delivery-update-notice.js';
 import { isEventType } from './event-types.js';
 
 export interface PublishInput {
@@ -52,50 +53,90 @@ function resolveTenant(viewer: Viewer, requested: string | null | undefined): st
   return viewer.tenantId;
 }
 
+// A delivery id made by Postgres, in the same shape as newId('del'): 15 random bytes, base64url.
+// gen_random_uuid() draws from the same strong source; the 6 + 7 bytes of a version 4 UUID that
+// hold no version or variant bits, and 2 more from a second one, make the 120 random bits.
+const NEW_DELIVERY_ID = `'del_' || translate(encode(
+  substring(r.a from 1 for 6) || substring(r.a from 10 for 7) || substring(r.b from 1 for 2), 'base64'), '+/', '-_')`;
+
+// One statement, so publishing is one round trip and one commit: the subscribed webhooks, the
+// event, its deliveries and the wake-up notifications (delivered at the commit, and only when
+// something was queued). $1 event id, $2 tenant, $3 type, $4 data, $5 idempotency key, $6 not
+// due, $7 notifications ([{channel, payload}]), and for the single-webhook form $8 its id.
+function publishStatement(name: string, targets: string): Statement {
+  return {
+    name,
+    text: `
+with targets as (${targets}
+), ev as (
+  insert into event (id, tenant_id, type, data, idempotency_key, delivery_count)
+  select $1, $2, $3, $4::jsonb, $5, count(*) from targets
+  returning published_at
+), queued as (
+  insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at)
+  select ${NEW_DELIVERY_ID}, $1, r.id, $2, $3, 'pending', 0, case when $6::boolean then null else now() end
+  from (select t.id, t.seq, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
+  order by r.seq
+  returning id, webhook_id
+), notified as (
+  select pg_notify(n.channel, n.payload)
+  from json_to_recordset($7::json) as n(channel text, payload text)
+  where exists (select 1 from queued)
+)
+select (select published_at from ev) as published_at,
+       array(select q.id from queued q join targets t on t.id = q.webhook_id order by t.seq) as delivery_ids,
+       (select count(*) from notified) as notified`,
+  };
+}
+
+const PUBLISH_TO_SUBSCRIBERS = publishStatement(
+  'gateway_publish',
+  `
+  select id, seq from webhook where tenant_id = $2 and enabled and $3 = any(events)`,
+);
+const PUBLISH_TO_ONE = publishStatement(
+  'gateway_publish_one',
+  `
+  select id, seq from webhook where id = $8 and tenant_id = $2`,
+);
+
 /**
  * Writes an event and fans it out. Used for published events and for the gateway's own pings
  * (`onlyWebhookId`), inside the caller's transaction when given one. `notDue` deliveries have no
- * due time, so no worker claims them: the caller sends them itself.
+ * due time, so no worker claims them: the caller sends them itself. `notices` are sent by the
+ * same statement when at least one delivery was queued (delivered at its commit).
  */
 export async function insertEventWithDeliveries(
   em: EntityManager,
-  input: { tenantId: string; type: string; data: Record<string, unknown>; idempotencyKey?: string | null; onlyWebhookId?: string; notDue?: boolean },
+  input: {
+    /** The event's id, when the caller needs it before the insert. */
+    id?: string;
+    tenantId: string;
+    type: string;
+    data: Record<string, unknown>;
+    idempotencyKey?: string | null;
+    onlyWebhookId?: string;
+    notDue?: boolean;
+    notices?: { channel: string; payload: string }[];
+  },
 ): Promise<{ id: string; deliveries: number; deliveryIds: string[]; publishedAt: Date }> {
-  const conn = em.getConnection();
-  const ctx = em.getTransactionContext();
-  const id = newId('evt');
-  const targets = await conn.execute<{ id: string }[]>(
-    input.onlyWebhookId
-      ? 'select id from webhook where id = ? and tenant_id = ?'
-      : 'select id from webhook where tenant_id = ? and enabled and ? = any(events) order by seq',
-    input.onlyWebhookId ? [input.onlyWebhookId, input.tenantId] : [input.tenantId, input.type],
-    'all',
-    ctx,
-  );
-  const inserted = await conn.execute<{ published_at: Date }[]>(
-    `insert into event (id, tenant_id, type, data, idempotency_key, delivery_count)
-     values (?, ?, ?, ?::jsonb, ?, ?) returning published_at`,
-    [id, input.tenantId, input.type, JSON.stringify(input.data), input.idempotencyKey ?? null, targets.length],
-    'all',
-    ctx,
-  );
-  const rows = targets.map((t) => ({ id: newId('del'), webhook_id: t.id }));
-  if (rows.length > 0) {
-    await conn.execute(
-      `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at)
-       select r.id, ?, r.webhook_id, ?, ?, 'pending', 0, case when ? then null else now() end
-       from jsonb_to_recordset(?::jsonb) as r(id text, webhook_id text)`,
-      [id, input.tenantId, input.type, input.notDue === true, JSON.stringify(rows)],
-      'run',
-      ctx,
-    );
-  }
-  return {
+  const id = input.id ?? newId('evt');
+  const values: unknown[] = [
     id,
-    deliveries: rows.length,
-    deliveryIds: rows.map((r) => r.id),
-    publishedAt: new Date(inserted[0]!.published_at),
-  };
+    input.tenantId,
+    input.type,
+    JSON.stringify(input.data),
+    input.idempotencyKey ?? null,
+    input.notDue === true,
+    JSON.stringify(input.notices ?? []),
+  ];
+  const [row] = await runStatement<{ published_at: Date | string; delivery_ids: string[] }>(
+    em,
+    input.onlyWebhookId ? PUBLISH_TO_ONE : PUBLISH_TO_SUBSCRIBERS,
+    input.onlyWebhookId ? [...values, input.onlyWebhookId] : values,
+  );
+  const deliveryIds = row!.delivery_ids;
+  return { id, deliveries: deliveryIds.length, deliveryIds, publishedAt: new Date(row!.published_at) };
 }
 
 export class EventService {
@@ -136,11 +177,23 @@ export class EventService {
       const earlier = await this.findByIdempotencyKey(tenantId, key);
       if (earlier) return earlier;
     }
+    const id = newId('evt');
+    // Announced before the workers wake, so watchers hear of a delivery before its attempts. On
+    // Postgres both travel with the publishing statement; otherwise they follow its commit.
+    const notices = [
+      { channel: CHANNEL_DELIVERY_UPDATES, payload: eventDeliveriesNotice(tenantId, id) },
+      { channel: CHANNEL_DELIVERIES_DUE, payload: '' },
+    ];
     let created;
     try {
-      created = await this.em.transactional((tx) =>
-        insertEventWithDeliveries(tx, { tenantId, type: input.event, data: data as Record<string, unknown>, idempotencyKey: key }),
-      );
+      created = await insertEventWithDeliveries(this.em, {
+        id,
+        tenantId,
+        type: input.event,
+        data: data as Record<string, unknown>,
+        idempotencyKey: key,
+        notices: this.notifier.viaSql ? notices : undefined,
+      });
     } catch (err) {
       // Two publishes raced with one key: the unique index let one win; answer with its result.
       if (key !== null && isUniqueViolation(err)) {
@@ -149,10 +202,8 @@ export class EventService {
       }
       throw err;
     }
-    if (created.deliveries > 0) {
-      // Announced before the workers wake, so watchers hear of a delivery before its attempts.
-      await announceEventDeliveries(this.notifier, tenantId, created.id);
-      await this.notifier.notify(CHANNEL_DELIVERIES_DUE, '').catch(() => undefined);
+    if (created.deliveries > 0 && !this.notifier.viaSql) {
+      for (const notice of notices) await this.notifier.notify(notice.channel, notice.payload).catch(() => undefined);
     }
     return { id: created.id, event: input.event, deliveries: created.deliveries, replayed: false };
   }
