@@ -1,16 +1,12 @@
-// Statements on the delivery path (publish, claim, record) run many times a second with the same
-// text. MikroORM's `execute` writes the values into the SQL text, so Postgres parses and plans
-// every call anew and a response body is escaped into the statement in JavaScript first. These
-// go straight to a pooled pg connection instead, as named prepared statements with bound values:
-// each connection parses and plans a statement once, and values travel as parameters.
+// Statements on the delivery path (publish, claim, record) run many times a second and carry
+// whole request and response bodies. MikroORM's `execute` writes the values into the SQL text,
+// escaping every body into the statement in JavaScript first and making Postgres read it back as
+// a literal. These go straight to a pooled pg connection instead, with the values bound as
+// parameters. They are deliberately not named (prepared once per connection): a plan cached while
+// a table is small (a fresh install) would keep scanning it whole as it grows, until the next
+// ANALYZE; planned per call, each one fits the tables as they are.
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type pg from 'pg';
-
-export interface Statement {
-  /** Unique per text: pg keeps a prepared statement per connection under this name. */
-  name: string;
-  text: string;
-}
 
 interface KnexClient {
   acquireConnection(): Promise<pg.ClientBase>;
@@ -18,19 +14,19 @@ interface KnexClient {
 }
 
 /**
- * Runs a prepared statement on a pooled connection (or on the connection of the transaction `em`
+ * Runs a statement with bound values ($1, $2, ...) on a pooled connection (or on the connection of the transaction `em`
  * is in) and answers its rows. Errors are the driver's own (`code` is the SQLSTATE).
  */
 export async function runStatement<R extends pg.QueryResultRow>(
   em: EntityManager,
-  statement: Statement,
+  text: string,
   values: unknown[],
 ): Promise<R[]> {
   const knex = em.getTransactionContext() ?? em.getConnection().getKnex();
   const client = (knex as unknown as { client: KnexClient }).client;
   const connection = await client.acquireConnection();
   try {
-    const result = await connection.query<R>({ name: statement.name, text: statement.text, values });
+    const result = await connection.query<R>(text, values);
     return result.rows;
   } finally {
     await client.releaseConnection(connection);

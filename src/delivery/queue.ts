@@ -1,7 +1,7 @@
 // The delivery queue lives in the `delivery` table. These are its SQL operations; every one is a
 // single statement or a single transaction, so a crash between any two leaves a consistent queue.
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { runStatement, type Statement } from '../db/statements.js';
+import { runStatement } from '../db/statements.js';
 import type { SendResult } from './sender.js';
 
 export interface ClaimedDelivery {
@@ -43,9 +43,7 @@ interface ClaimRow {
 // the due rows (the partial index) gives each webhook's oldest free row and its leased count:
 // webhooks already at their cap are left out of the heads, so they cannot crowd out the others,
 // and no count ever reads a webhook's history or its future retries.
-const CLAIM: Statement = {
-  name: 'gateway_claim_due',
-  text: `
+const CLAIM_SQL = `
 with durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
   -- would (at least once), so this commit does not wait for its WAL flush: the next synchronous
@@ -88,14 +86,13 @@ select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at
 from claimed c
 cross join durability
 join webhook w on w.id = c.webhook_id
-join event e on e.id = c.event_id`,
-};
+join event e on e.id = c.event_id`;
 
 export async function claimDue(
   em: EntityManager,
   options: { limit: number; perWebhookCap: number; leaseMs: number },
 ): Promise<ClaimedDelivery[]> {
-  const rows = await runStatement<ClaimRow>(em, CLAIM, [options.perWebhookCap, options.limit, options.leaseMs]);
+  const rows = await runStatement<ClaimRow>(em, CLAIM_SQL, [options.perWebhookCap, options.limit, options.leaseMs]);
   return rows.map((r) => ({
     id: r.id,
     webhookId: r.webhook_id,
@@ -145,9 +142,9 @@ export interface AttemptRecord {
 //   retry is counted from that same instant.
 // - Records of one webhook can commit out of order; the newest attempt decides the webhook's
 //   last_delivery_*, not the last commit.
-const RECORD: Statement = {
-  name: 'gateway_record_attempts',
-  text: `
+// The planner cannot see how many rows json_to_recordset yields (it assumes 100), so every lookup of a delivery or a webhook is written as \`id = any(array(...))\`: an
+// index probe per input row, never a join that reads a whole table.
+const RECORD_SQL = `
 with input as (
   select * from json_to_recordset($1::json) as i(
     attempt_id text, delivery_id text, webhook_id text, tenant_id text, event_type text, attempt int,
@@ -155,12 +152,13 @@ with input as (
     response_headers jsonb, response_body text, response_body_truncated boolean, error text, error_class text,
     retry_in_ms double precision, channel text, payload text)
 ), locked_webhook as (
-  select w.id from webhook w where w.id in (select webhook_id from input) order by w.id for no key update
+  select w.id from webhook w where w.id = any(array(select webhook_id from input)) order by w.id for no key update
 ), locked as (
   select d.id, case when d.status = 'pending' then i.outcome else d.status end as status
   from delivery d
   join input i on i.delivery_id = d.id
-  join locked_webhook lw on lw.id = d.webhook_id
+  where d.id = any(array(select delivery_id from input))
+    and d.webhook_id = any(array(select id from locked_webhook))
   order by d.id
   for update of d
 ), stamped as (
@@ -186,20 +184,20 @@ with input as (
       lease_expires_at = null,
       updated_at = now()
   from stamped s join attempt a on a.delivery_id = s.id
-  where d.id = s.id
+  where d.id = s.id and d.id = any(array(select id from stamped))
 ), newest as (
   select distinct on (webhook_id) webhook_id, status, created_at from attempt order by webhook_id, created_at desc
 ), last_delivery as (
   update webhook w
   set last_delivery_status = n.status, last_delivery_at = n.created_at
   from newest n
-  where w.id = n.webhook_id and (w.last_delivery_at is null or w.last_delivery_at <= n.created_at)
+  where w.id = n.webhook_id and w.id = any(array(select webhook_id from newest))
+    and (w.last_delivery_at is null or w.last_delivery_at <= n.created_at)
 ), notified as (
   select pg_notify(i.channel, i.payload) from attempt a join input i on i.attempt_id = a.id where i.channel is not null
 )
 select a.id as attempt_id, s.status, a.next_retry_at, (select count(*) from notified) as notified
-from attempt a join stamped s on s.id = a.delivery_id`,
-};
+from attempt a join stamped s on s.id = a.delivery_id`;
 
 /**
  * Stores attempts (of distinct deliveries) and moves each delivery on, in one statement: success,
@@ -233,7 +231,7 @@ export async function recordAttempts(em: EntityManager, inputs: readonly Attempt
   }));
   const recorded = await runStatement<{ attempt_id: string; status: RecordedAttempt['deliveryStatus']; next_retry_at: Date | string | null }>(
     em,
-    RECORD,
+    RECORD_SQL,
     [JSON.stringify(rows)],
   );
   const byAttempt = new Map(recorded.map((r) => [r.attempt_id, r]));

@@ -4,7 +4,7 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Viewer } from '../../auth/viewer.js';
 import { CHANNEL_DELIVERIES_DUE, CHANNEL_DELIVERY_UPDATES, type Notifier } from '../../db/notifier.js';
-import { runStatement, type Statement } from '../../db/statements.js';
+import { runStatement } from '../../db/statements.js';
 import { isStorableText, MAX_JSON_DEPTH, unstorableJson } from '../../db/storable-text.js';
 import { AppError } from '../../errors.js';
 import { newId } from '../../ids.js';
@@ -63,10 +63,8 @@ const NEW_DELIVERY_ID = `'del_' || translate(encode(
 // event, its deliveries and the wake-up notifications (delivered at the commit, and only when
 // something was queued). $1 event id, $2 tenant, $3 type, $4 data, $5 idempotency key, $6 not
 // due, $7 notifications ([{channel, payload}]), and for the single-webhook form $8 its id.
-function publishStatement(name: string, targets: string): Statement {
-  return {
-    name,
-    text: `
+function publishStatement(targets: string): string {
+  return `
 with targets as (${targets}
 ), ev as (
   insert into event (id, tenant_id, type, data, idempotency_key, delivery_count)
@@ -85,18 +83,13 @@ with targets as (${targets}
 )
 select (select published_at from ev) as published_at,
        array(select q.id from queued q join targets t on t.id = q.webhook_id order by t.seq) as delivery_ids,
-       (select count(*) from notified) as notified`,
-  };
+       (select count(*) from notified) as notified`;
 }
 
-const PUBLISH_TO_SUBSCRIBERS = publishStatement(
-  'gateway_publish',
-  `
+const PUBLISH_TO_SUBSCRIBERS = publishStatement(`
   select id, seq from webhook where tenant_id = $2 and enabled and $3 = any(events)`,
 );
-const PUBLISH_TO_ONE = publishStatement(
-  'gateway_publish_one',
-  `
+const PUBLISH_TO_ONE = publishStatement(`
   select id, seq from webhook where id = $8 and tenant_id = $2`,
 );
 
