@@ -38,27 +38,48 @@ interface ClaimRow {
 // slot. SKIP LOCKED lets concurrent workers pass over rows another claim is taking right now;
 // the lease (longer than the HTTP timeout) is what keeps a row from being sent twice while its
 // worker lives, and what hands it to another worker when that worker dies.
-// A leased row is always a due pending row (only due rows are claimed, and nothing moves
-// next_attempt_at until the attempt is recorded, which also clears the lease), so one pass over
-// the due rows (the partial index) gives each webhook's oldest free row and its leased count:
-// webhooks already at their cap are left out of the heads, so they cannot crowd out the others,
-// and no count ever reads a webhook's history or its future retries.
+// The heads are found without reading the queue behind them, so a claim costs the same with ten
+// rows waiting or a million: a loose index scan of delivery_pending_webhook_idx visits each
+// webhook with pending rows once (one index probe per webhook), one more probe finds its oldest
+// free due row, and the leased counts come from delivery_leased_idx, which only holds the rows in
+// flight. Webhooks already at their cap are left out of the heads, so they cannot crowd out the
+// others, and each head takes `cap - leased` rows.
 const CLAIM_SQL = `
-with durability as (
+with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
   -- would (at least once), so this commit does not wait for its WAL flush: the next synchronous
   -- commit (the attempt's record) flushes it anyway.
   select set_config('synchronous_commit', 'off', true) as synchronous_commit
-), heads as (
-  select webhook_id,
-         min(next_attempt_at) filter (where lease_expires_at is null or lease_expires_at <= now()) as oldest,
-         count(*) filter (where lease_expires_at > now()) as leased
+), hooks as (
+  (select webhook_id from delivery where status = 'pending' order by webhook_id, next_attempt_at limit 1)
+  union all
+  select (select d.webhook_id from delivery d
+          where d.status = 'pending' and d.webhook_id > h.webhook_id
+          order by d.webhook_id, d.next_attempt_at
+          limit 1)
+  from hooks h
+  where h.webhook_id is not null
+), leased as (
+  select webhook_id, count(*) as leased
   from delivery
-  where status = 'pending' and next_attempt_at <= now()
+  where lease_expires_at is not null and lease_expires_at > now()
   group by webhook_id
-  having count(*) filter (where lease_expires_at > now()) < $1::int
-     and count(*) filter (where lease_expires_at is null or lease_expires_at <= now()) > 0
-  order by oldest
+), heads as (
+  select h.webhook_id, f.oldest, coalesce(l.leased, 0) as leased
+  from hooks h
+  cross join lateral (
+    select x.next_attempt_at as oldest
+    from delivery x
+    where x.webhook_id = h.webhook_id
+      and x.status = 'pending'
+      and x.next_attempt_at <= now()
+      and (x.lease_expires_at is null or x.lease_expires_at <= now())
+    order by x.webhook_id, x.next_attempt_at
+    limit 1
+  ) f
+  left join leased l on l.webhook_id = h.webhook_id
+  where coalesce(l.leased, 0) < $1::int
+  order by f.oldest
   limit $2::int
 ), picked as (
   select d.id
@@ -70,7 +91,7 @@ with durability as (
       and x.status = 'pending'
       and x.next_attempt_at <= now()
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
-    order by x.next_attempt_at
+    order by x.webhook_id, x.next_attempt_at
     limit $1::int - h.leased
     for update skip locked
   ) d
