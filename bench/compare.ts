@@ -19,6 +19,7 @@ interface Round {
   deliveriesPerSec: number;
   ratio: number;
   cpuMsPerDelivery: number;
+  serverCpuMsPerDelivery: number;
   idleP50: number;
   idleP99: number;
   healthyHalfPerSec: number;
@@ -62,6 +63,7 @@ async function main(): Promise<void> {
             deliveriesPerSec: throughput!.deliveriesPerSec,
             ratio: throughput!.ratio,
             cpuMsPerDelivery: throughput!.gatewayCpuMsPerDelivery,
+            serverCpuMsPerDelivery: throughput!.postgresCpuMsPerDelivery,
             idleP50: idle!.p50,
             idleP99: idle!.p99,
             healthyHalfPerSec: isolation!.deliveriesPerSec,
@@ -79,6 +81,7 @@ async function main(): Promise<void> {
     ['1. Deliveries/s end to end', (r) => formatNumber(median(r.map((x) => x.deliveriesPerSec)))],
     ['1. Ratio to the bare got loop', (r) => formatRatio(median(r.map((x) => x.ratio)))],
     ['1. Gateway CPU per delivery', (r) => `${formatNumber(median(r.map((x) => x.cpuMsPerDelivery)), 2)} ms`],
+    ['1. Postgres CPU per delivery', (r) => `${formatNumber(median(r.map((x) => x.serverCpuMsPerDelivery)), 2)} ms`],
     ['2. Idle p50 / p99', (r) => `${formatNumber(median(r.map((x) => x.idleP50)), 1)} / ${formatNumber(median(r.map((x) => x.idleP99)), 1)} ms`],
     ['4. Healthy half, deliveries/s', (r) => formatNumber(median(r.map((x) => x.healthyHalfPerSec)))],
     [

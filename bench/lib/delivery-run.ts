@@ -1,9 +1,16 @@
 // One measured delivery run: publish events, wait until the receiver has every delivery that
 // should reach it, and turn the receipt times into throughput and latency.
+import { serverUrl } from './database.js';
 import type { GatewayProcess } from './gateway-process.js';
 import { now, publishEvents, sleep } from './load.js';
 import type { ReceiverProcess } from './receiver-process.js';
+import { postgresCpuMs } from './processes.js';
 import { percentile } from './stats.js';
+
+// The server's CPU is only read when it runs on this machine (and not for the embedded database,
+// which runs inside the gateway process and is counted with it).
+const localServer = serverUrl !== undefined && ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(serverUrl).hostname);
+const serverCpuMs = () => (localServer ? postgresCpuMs() : Promise.resolve(Number.NaN));
 
 export interface DeliveryRunResult {
   expected: number;
@@ -18,6 +25,8 @@ export interface DeliveryRunResult {
   p99: number;
   /** CPU time the gateway process used per delivery (publishing included), in ms. */
   gatewayCpuMsPerDelivery: number;
+  /** CPU time the local Postgres server used per delivery, in ms (NaN when not measured). */
+  postgresCpuMsPerDelivery: number;
 }
 
 export async function deliveryRun(options: {
@@ -35,6 +44,7 @@ export async function deliveryRun(options: {
   const { receiver, run } = options;
   const arrived = receiver.waitFor(run, options.expected, options.timeoutMs);
   const cpuBefore = await options.gateway.cpuMs();
+  const serverBefore = await serverCpuMs();
   const started = now();
   const published = await publishEvents({
     gatewayUrl: options.gateway.url,
@@ -49,6 +59,7 @@ export async function deliveryRun(options: {
   // Let the last attempts be recorded before the next run starts.
   await sleep(500);
   const cpuAfter = await options.gateway.cpuMs();
+  const serverAfter = await serverCpuMs();
   const seconds = (report.last - started) / 1000;
   return {
     expected: options.expected,
@@ -61,5 +72,6 @@ export async function deliveryRun(options: {
     p95: percentile(report.latencies, 95),
     p99: percentile(report.latencies, 99),
     gatewayCpuMsPerDelivery: (cpuAfter - cpuBefore) / options.expected,
+    postgresCpuMsPerDelivery: (serverAfter - serverBefore) / options.expected,
   };
 }

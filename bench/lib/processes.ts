@@ -1,7 +1,7 @@
 // Child processes of the benchmark runner. Each one is tracked so that a failed run still ends
 // them all, by pid, before the runner exits.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -65,6 +65,28 @@ export async function cpuMs(pid: number): Promise<number> {
   } catch {
     return Number.NaN;
   }
+}
+
+/**
+ * CPU time (user + system) used so far by every process named postgres on this machine: the
+ * server's backends, which do the database's share of the gateway's work when DATABASE_URL
+ * points at a local server. A backend that exits takes its time with it, so compare two readings
+ * taken while the gateway's pool is open. NaN when there is no such process.
+ */
+export async function postgresCpuMs(): Promise<number> {
+  let total = 0;
+  let seen = false;
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (!stat.includes('(postgres)')) continue;
+    const ms = await cpuMs(Number(entry));
+    if (Number.isFinite(ms)) {
+      total += ms;
+      seen = true;
+    }
+  }
+  return seen ? total : Number.NaN;
 }
 
 /** USER_HZ: 100 on every Linux the benchmarks run on. */

@@ -32,6 +32,12 @@ const mib = (bytes: number) => `${formatNumber(bytes / 1024 ** 2)} MiB`;
 const ms = (values: number[], digits = 1) => formatSummary(summarize(values), digits, ' ms');
 const met = (ok: boolean) => (ok ? 'met' : '**missed**');
 
+/** The local server's CPU per delivery, when it was measured (DATABASE_URL on this machine). */
+function serverCpuRow(runs: readonly DeliveryRunResult[]): string[] {
+  if (!runs.some((x) => Number.isFinite(x.postgresCpuMsPerDelivery))) return [];
+  return [`| Postgres CPU time per delivery (every backend on the machine) | ${ms(runs.map((x) => x.postgresCpuMsPerDelivery), 2)} |`];
+}
+
 export function renderResults(r: BenchResults): string {
   const o = r.options;
   const m = r.machine;
@@ -97,6 +103,7 @@ export function renderResults(r: BenchResults): string {
     `| Ratio (per repetition, median) | ${formatRatio(tpRatio)} |`,
     `| Publish rate, events/s | ${formatSummary(summarize(tp.map((x) => x.publishPerSec)))} |`,
     `| Gateway CPU time per delivery (publishing included) | ${ms(tp.map((x) => x.gatewayCpuMsPerDelivery), 2)} |`,
+    ...serverCpuRow(tp),
     `| Publish-to-receipt p50 | ${ms(tp.map((x) => x.p50), 0)} |`,
     `| Publish-to-receipt p95 | ${ms(tp.map((x) => x.p95), 0)} |`,
     `| Publish-to-receipt p99 | ${ms(tp.map((x) => x.p99), 0)} |`,
@@ -161,6 +168,11 @@ export function renderResults(r: BenchResults): string {
     `| Deliveries/s | ${formatSummary(emptyRate)} | ${formatSummary(largeRate)} |`,
     `| Publish-to-receipt p50 | ${ms(r.scale.empty.runs.map((x) => x.p50), 0)} | ${ms(r.scale.large.runs.map((x) => x.p50), 0)} |`,
     `| Gateway CPU time per delivery | ${ms(r.scale.empty.runs.map((x) => x.gatewayCpuMsPerDelivery), 2)} | ${ms(r.scale.large.runs.map((x) => x.gatewayCpuMsPerDelivery), 2)} |`,
+    ...(r.scale.empty.runs.some((x) => Number.isFinite(x.postgresCpuMsPerDelivery))
+      ? [
+          `| Postgres CPU time per delivery | ${ms(r.scale.empty.runs.map((x) => x.postgresCpuMsPerDelivery), 2)} | ${ms(r.scale.large.runs.map((x) => x.postgresCpuMsPerDelivery), 2)} |`,
+        ]
+      : []),
     `| Gateway RSS at rest after start | ${mib(r.scale.empty.idleRss)} | ${mib(r.scale.large.idleRss)} |`,
     `| Gateway RSS peak during the runs | ${mib(r.scale.empty.peakRss)} | ${mib(r.scale.large.peakRss)} |`,
     '',
