@@ -22,12 +22,28 @@ export async function runStatement<R extends pg.QueryResultRow>(
   text: string,
   values: unknown[],
 ): Promise<R[]> {
+  return withConnection(em, async (connection) => (await connection.query<R>(text, values)).rows);
+}
+
+/**
+ * Runs several statements, separated by semicolons, in one round trip (the simple query protocol:
+ * no bound values). Postgres runs them as one transaction, rolled back whole if one fails, and in
+ * READ COMMITTED each statement sees what committed before it started, so a lock taken by one is
+ * held, and seen through, by the next. Answers each statement's rows.
+ */
+export async function runScript(em: EntityManager, text: string): Promise<pg.QueryResultRow[][]> {
+  return withConnection(em, async (connection) => {
+    const result = (await connection.query(text)) as pg.QueryResult | pg.QueryResult[];
+    return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
+  });
+}
+
+async function withConnection<T>(em: EntityManager, use: (connection: pg.ClientBase) => Promise<T>): Promise<T> {
   const knex = em.getTransactionContext() ?? em.getConnection().getKnex();
   const client = (knex as unknown as { client: KnexClient }).client;
   const connection = await client.acquireConnection();
   try {
-    const result = await connection.query<R>(text, values);
-    return result.rows;
+    return await use(connection);
   } finally {
     await client.releaseConnection(connection);
   }

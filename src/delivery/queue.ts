@@ -1,7 +1,7 @@
 // The delivery queue lives in the `delivery` table. These are its SQL operations; every one is a
 // single statement or a single transaction, so a crash between any two leaves a consistent queue.
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { runStatement } from '../db/statements.js';
+import { runScript, runStatement } from '../db/statements.js';
 import type { SendResult } from './sender.js';
 
 export interface ClaimedDelivery {
@@ -38,13 +38,20 @@ interface ClaimRow {
 // slot. SKIP LOCKED lets concurrent workers pass over rows another claim is taking right now;
 // the lease (longer than the HTTP timeout) is what keeps a row from being sent twice while its
 // worker lives, and what hands it to another worker when that worker dies.
+// Claims run one at a time across every worker: each one takes a transaction-scoped advisory lock
+// before the statement that reads the leased counts, so it sees every lease the claim before it
+// took. Two claims reading counts side by side would each see the other's rows as free, skip them
+// (SKIP LOCKED) and take their own share, and the cap would hold per worker instead of per webhook.
+// A claim takes a few milliseconds and as many rows as its worker has free slots.
 // The heads are found without reading the queue behind them, so a claim costs the same with ten
 // rows waiting or a million: a loose index scan of delivery_pending_webhook_idx visits each
 // webhook with pending rows once (one index probe per webhook), one more probe finds its oldest
 // free due row, and the leased counts come from delivery_leased_idx, which only holds the rows in
 // flight. Webhooks already at their cap are left out of the heads, so they cannot crowd out the
 // others, and each head takes `cap - leased` rows.
-const CLAIM_SQL = `
+const CLAIM_LOCK = 724_311_902;
+
+const claimSql = (cap: number, limit: number, leaseMs: number) => `
 with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
   -- would (at least once), so this commit does not wait for its WAL flush: the next synchronous
@@ -78,9 +85,9 @@ with recursive durability as (
     limit 1
   ) f
   left join leased l on l.webhook_id = h.webhook_id
-  where coalesce(l.leased, 0) < $1::int
+  where coalesce(l.leased, 0) < ${cap}
   order by f.oldest
-  limit $2::int
+  limit ${limit}
 ), picked as (
   select d.id
   from heads h
@@ -92,13 +99,13 @@ with recursive durability as (
       and x.next_attempt_at <= now()
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
     order by x.webhook_id, x.next_attempt_at
-    limit $1::int - h.leased
+    limit ${cap} - h.leased
     for update skip locked
   ) d
-  limit $2::int
+  limit ${limit}
 ), claimed as (
   update delivery d
-  set lease_expires_at = now() + ($3::double precision * interval '1 millisecond'), updated_at = now()
+  set lease_expires_at = now() + (${leaseMs} * interval '1 millisecond'), updated_at = now()
   from picked p
   where d.id = p.id
   returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts
@@ -113,8 +120,13 @@ export async function claimDue(
   em: EntityManager,
   options: { limit: number; perWebhookCap: number; leaseMs: number },
 ): Promise<ClaimedDelivery[]> {
-  const rows = await runStatement<ClaimRow>(em, CLAIM_SQL, [options.perWebhookCap, options.limit, options.leaseMs]);
-  return rows.map((r) => ({
+  const { perWebhookCap, limit, leaseMs } = options;
+  // Written into the text (a script cannot bind values), so checked to be plain integers first.
+  for (const n of [perWebhookCap, limit, leaseMs]) {
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`claim parameters must be whole numbers, got ${n}`);
+  }
+  const [, rows = []] = await runScript(em, `select pg_advisory_xact_lock(${CLAIM_LOCK});\n${claimSql(perWebhookCap, limit, leaseMs)}`);
+  return (rows as ClaimRow[]).map((r) => ({
     id: r.id,
     webhookId: r.webhook_id,
     tenantId: r.tenant_id,
