@@ -45,6 +45,8 @@ export function buildEnvelope(claimed: Pick<ClaimedDelivery, 'eventType' | 'publ
   });
 }
 
+const SECRET_CACHE_SIZE = 10_000;
+
 export function createDeliverer(deps: {
   orm: MikroORM;
   sender: Sender;
@@ -56,6 +58,18 @@ export function createDeliverer(deps: {
 }): Deliverer {
   const { logger } = deps;
   const recorder = createAttemptRecorder(deps.orm);
+  // Decrypting a secret costs an AES-GCM setup per attempt; the same few webhooks are sent to again
+  // and again. Keyed by the stored ciphertext, so a rotated secret is a new entry.
+  const secrets = new Map<string, string>();
+  const secretOf = (encrypted: string): string => {
+    let secret = secrets.get(encrypted);
+    if (secret === undefined) {
+      secret = deps.secretBox.decrypt(encrypted);
+      if (secrets.size >= SECRET_CACHE_SIZE) secrets.delete(secrets.keys().next().value!);
+      secrets.set(encrypted, secret);
+    }
+    return secret;
+  };
 
   async function announce(notice: DeliveryUpdateNotice) {
     await deps.notifier.notify(CHANNEL_DELIVERY_UPDATES, JSON.stringify(notice)).catch((err: unknown) => {
@@ -79,7 +93,7 @@ export function createDeliverer(deps: {
         deliveryId: claimed.id,
         webhookId: claimed.webhookId,
         url: claimed.url,
-        secret: deps.secretBox.decrypt(claimed.secretEncrypted),
+        secret: secretOf(claimed.secretEncrypted),
         eventType: claimed.eventType,
         body: buildEnvelope(claimed),
         attempt,
