@@ -36,6 +36,6 @@ export function formatNumber(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }).replace(/,/g, ' ');
 }
 
-export function formatRatio(n: number): string {
-  return Number.isFinite(n) ? `${(n * 100).toFixed(0)} %` : 'n/a';
+export function formatRatio(n: number, digits = 0): string {
+  return Number.isFinite(n) ? `${(n * 100).toFixed(digits)} %` : 'n/a';
 }
