@@ -14,8 +14,9 @@ interface KnexClient {
 }
 
 /**
- * Runs a statement with bound values ($1, $2, ...) on a pooled connection (or on the connection of the transaction `em`
- * is in) and answers its rows. Errors are the driver's own (`code` is the SQLSTATE).
+ * Runs a statement with bound values ($1, $2, ...) on a pooled connection (or on the connection of
+ * the transaction `em` is in) and answers its rows. Errors are the driver's own (`code` is the
+ * SQLSTATE).
  */
 export async function runStatement<R extends pg.QueryResultRow>(
   em: EntityManager,
