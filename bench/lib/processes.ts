@@ -57,11 +57,7 @@ export async function rssBytes(pid: number): Promise<number> {
 /** CPU time (user + system) a process has used, in ms, from /proc (Linux); NaN elsewhere. */
 export async function cpuMs(pid: number): Promise<number> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces) start at ")"; utime and stime are 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
+    return statCpuMs(await readFile(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return Number.NaN;
   }
@@ -80,13 +76,18 @@ export async function postgresCpuMs(): Promise<number> {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
     if (!stat.includes('(postgres)')) continue;
-    const ms = await cpuMs(Number(entry));
-    if (Number.isFinite(ms)) {
-      total += ms;
-      seen = true;
-    }
+    total += statCpuMs(stat);
+    seen = true;
   }
   return seen ? total : Number.NaN;
+}
+
+/** utime + stime of one /proc/<pid>/stat line, in ms. */
+function statCpuMs(stat: string): number {
+  // Fields after the command name (which may hold spaces) start at ")"; utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SEC;
 }
 
 /** USER_HZ: 100 on every Linux the benchmarks run on. */

@@ -51,6 +51,14 @@ interface ClaimRow {
 // others, and each head takes `cap - leased` rows.
 const CLAIM_LOCK = 724_311_902;
 
+// A webhook's due rows that no live lease holds, oldest first: the head's age and the rows taken.
+const FREE_DUE_ROWS_OF_HEAD = `from delivery x
+    where x.webhook_id = h.webhook_id
+      and x.status = 'pending'
+      and x.next_attempt_at <= now()
+      and (x.lease_expires_at is null or x.lease_expires_at <= now())
+    order by x.webhook_id, x.next_attempt_at`;
+
 const claimSql = (cap: number, limit: number, leaseMs: number) => `
 with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
@@ -76,12 +84,7 @@ with recursive durability as (
   from hooks h
   cross join lateral (
     select x.next_attempt_at as oldest
-    from delivery x
-    where x.webhook_id = h.webhook_id
-      and x.status = 'pending'
-      and x.next_attempt_at <= now()
-      and (x.lease_expires_at is null or x.lease_expires_at <= now())
-    order by x.webhook_id, x.next_attempt_at
+    ${FREE_DUE_ROWS_OF_HEAD}
     limit 1
   ) f
   left join leased l on l.webhook_id = h.webhook_id
@@ -93,12 +96,7 @@ with recursive durability as (
   from heads h
   cross join lateral (
     select x.id
-    from delivery x
-    where x.webhook_id = h.webhook_id
-      and x.status = 'pending'
-      and x.next_attempt_at <= now()
-      and (x.lease_expires_at is null or x.lease_expires_at <= now())
-    order by x.webhook_id, x.next_attempt_at
+    ${FREE_DUE_ROWS_OF_HEAD}
     limit ${cap} - h.leased
     for update skip locked
   ) d
@@ -277,12 +275,6 @@ export async function recordAttempts(em: EntityManager, inputs: readonly Attempt
       nextAttemptAt: row.next_retry_at === null ? null : new Date(row.next_retry_at),
     };
   });
-}
-
-/** Stores one attempt; see recordAttempts. */
-export async function recordAttempt(em: EntityManager, input: AttemptRecord): Promise<RecordedAttempt | null> {
-  const [recorded] = await recordAttempts(em, [input]);
-  return recorded ?? null;
 }
 
 /** Marks a delivery cancelled without sending (its webhook was disabled after it was queued). */

@@ -102,20 +102,19 @@ export class DeliveryService {
     });
     // Deleted since it was looked up: nothing was queued.
     if (event.deliveryIds.length === 0) throw notFound('webhook');
-    const created = { event, deliveryId: event.deliveryIds[0]! };
     const outcome = await this.deliverer.deliver(
       {
-        id: created.deliveryId,
+        id: event.deliveryIds[0]!,
         webhookId: webhook.id,
         tenantId,
-        eventId: created.event.id,
+        eventId: event.id,
         eventType: 'ping',
         attempts: 0,
         url: webhook.url,
         secretEncrypted: webhook.secretEncrypted,
         enabled: true,
         data: pingData(webhook.id),
-        publishedAt: created.event.publishedAt,
+        publishedAt: event.publishedAt,
       },
       { noRetry: true },
     );
