@@ -1,5 +1,6 @@
 // `npx tsx bench/compare.ts before=<main.js> after=<main.js>`: paired runs of two (or more) builds,
-// for the before/after figures in BENCHMARKS.md. Each round starts every build in turn (the order
+// for the before/after figures in BENCHMARKS.md. A build may carry settings of its own after
+// commas (`cap16=dist/src/main.js,WORKER_MAX_IN_FLIGHT_PER_WEBHOOK=16`), which override the bench's. Each round starts every build in turn (the order
 // alternates from round to round, so a machine that gets busier over time favours neither) on a
 // fresh database and runs scenarios 2, 1 and 4 once; the table at the end gives each build's
 // median over the rounds. COMPARE_ROUNDS sets the rounds (default 3); the sizes are those of
@@ -32,7 +33,15 @@ async function main(): Promise<void> {
   const builds = process.argv.slice(2).map((arg) => {
     const at = arg.indexOf('=');
     if (at <= 0) throw new Error(`expected label=path/to/main.js, got ${arg}`);
-    return { label: arg.slice(0, at), entry: arg.slice(at + 1) };
+    const [entry, ...settings] = arg.slice(at + 1).split(',');
+    const env = Object.fromEntries(
+      settings.map((setting) => {
+        const eq = setting.indexOf('=');
+        if (eq <= 0) throw new Error(`expected NAME=value after the entry, got ${setting}`);
+        return [setting.slice(0, eq), setting.slice(eq + 1)];
+      }),
+    );
+    return { label: arg.slice(0, at), entry: entry!, env };
   });
   if (builds.length < 2) throw new Error('usage: npx tsx bench/compare.ts before=<main.js> after=<main.js>');
   if (builds.some((b) => b.entry === 'dist/src/main.js')) await buildGateway();
@@ -46,7 +55,7 @@ async function main(): Promise<void> {
       const order = round % 2 === 1 ? builds : [...builds].reverse();
       for (const build of order) {
         const db = await createBenchDatabase();
-        const gateway = await startGatewayProcess(db.env, { entry: build.entry });
+        const gateway = await startGatewayProcess({ ...db.env, ...build.env }, { entry: build.entry });
         try {
           const quiet = (line: string) => log(`${build.label} round ${round}: ${line}`);
           const [idle] = await idleScenario({ options, gateway, receiver, serviceToken, log: quiet });

@@ -1,7 +1,8 @@
 // `npx tsx bench/profile.ts`: one throughput run of scenario 1 with the gateway under --cpu-prof,
 // then the functions and packages that took the most CPU time. Where to look before changing
 // anything; PROFILE_EVENTS and PROFILE_WEBHOOKS size the run, PROFILE_KEEP=1 keeps the
-// .cpuprofile (open it in Chrome DevTools).
+// .cpuprofile (open it in Chrome DevTools). PROFILE_PUBLISH_ONLY=1 profiles publishing alone: the
+// gateway runs with ROLE=api, so nothing is delivered.
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,7 +10,7 @@ import { createBenchDatabase } from './lib/database.js';
 import { deliveryRun } from './lib/delivery-run.js';
 import { buildGateway, startGatewayProcess } from './lib/gateway-process.js';
 import { serviceToken, userToken } from './lib/http-client.js';
-import { createWebhooks, sleep } from './lib/load.js';
+import { createWebhooks, publishEvents, sleep } from './lib/load.js';
 import { stopAllChildren } from './lib/processes.js';
 import { startReceiverProcess } from './lib/receiver-process.js';
 
@@ -42,12 +43,18 @@ async function main(): Promise<void> {
   const receiver = await startReceiverProcess();
   const db = await createBenchDatabase();
   try {
-    const gateway = await startGatewayProcess(db.env, { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    const publishOnly = process.env['PROFILE_PUBLISH_ONLY'] === '1';
+    const gateway = await startGatewayProcess(
+      { ...db.env, ...(publishOnly ? { ROLE: 'api' } : {}) },
+      { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
+    );
     const tenant = 'bench-profile';
     const urls = Array.from({ length: webhooks }, (_, i) => `${receiver.healthyUrl}/hook/${i}`);
     await createWebhooks(gateway.url, await userToken(tenant), urls);
     await sleep(1000);
-    const result = await deliveryRun({
+    const result = publishOnly
+      ? await publishEvents({ gatewayUrl: gateway.url, token: await serviceToken(), tenant, run: 'profile', count: events, concurrency: 8 })
+      : await deliveryRun({
       gateway,
       receiver,
       token: await serviceToken(),

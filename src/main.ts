@@ -24,6 +24,7 @@ async function main(): Promise<void> {
   }
   logger.info({ role: config.role, url: gateway.url, embedded: gateway.db.embedded }, 'gateway started');
   if (gateway.url) process.stdout.write(`\nInfraAudit webhook gateway on ${gateway.url}\nGraphiQL: ${gateway.url}/graphql\n`);
+  else process.stdout.write('\nInfraAudit webhook gateway worker started (ROLE=worker, no HTTP server)\n');
   if (gateway.developmentKey) {
     process.stdout.write(
       `\nDevelopment API key (shown once, tenant "local"):\n  ${gateway.developmentKey}\n` +

@@ -27,6 +27,7 @@ export const GATEWAY_SETTINGS: Record<string, string> = {
 export const GATEWAY_ENTRY = process.env['BENCH_GATEWAY_ENTRY'] || 'dist/src/main.js';
 
 export interface GatewayProcess {
+  /** Base URL of its HTTP server ('' for ROLE=worker, which has none). */
   url: string;
   pid: number;
   /** CPU time (user + system) the process has used so far, in ms. */
@@ -79,10 +80,10 @@ export async function startGatewayProcess(
     });
     child.stdout?.on('data', (chunk: Buffer) => {
       keep(chunk);
-      const match = /webhook gateway on (http:\/\/\S+)/.exec(out);
+      const match = /webhook gateway (?:on (http:\/\/\S+)|worker started)/.exec(out);
       if (match) {
         clearTimeout(timer);
-        resolve(match[1]!);
+        resolve(match[1] ?? '');
       }
     });
   });
