@@ -9,6 +9,11 @@ export interface Config {
   port: number;
   host: string;
   databaseUrl: string | undefined;
+  /**
+   * Whether the delivery path's statements (publish, claim, record) are prepared once per
+   * connection on a pool of their own (real Postgres only); off for poolers that cannot keep them.
+   */
+  databasePreparedStatements: boolean;
   dataDir: string;
   encryptionKey: string | undefined;
   jwt: {
@@ -106,6 +111,7 @@ const envSchema = z.object({
   PORT: integer(8080, 0, 65535),
   HOST: z.string().default('0.0.0.0'),
   DATABASE_URL: url(['postgres:', 'postgresql:']),
+  DATABASE_PREPARED_STATEMENTS: boolean(true),
   DATA_DIR: z.string().min(1).default('./.data'),
   ENCRYPTION_KEY: optionalString.refine((v) => v === undefined || /^[0-9a-fA-F]{64}$/.test(v), {
     message: 'must be 64 hexadecimal characters (32 bytes)',
@@ -176,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
+    databasePreparedStatements: e.DATABASE_PREPARED_STATEMENTS,
     dataDir: e.DATA_DIR,
     encryptionKey: e.ENCRYPTION_KEY?.toLowerCase(),
     jwt: {

@@ -33,7 +33,10 @@ export interface Gateway {
 }
 
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
-  const db = await openDatabase(config, { poolMax: config.workerConcurrency + 10 });
+  const db = await openDatabase(config, {
+    poolMax: config.workerConcurrency + 10,
+    preparedStatements: config.databasePreparedStatements,
+  });
   let notifier: Notifier | undefined;
   let server: Server | undefined;
   let scheduler: Scheduler | undefined;

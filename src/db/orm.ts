@@ -3,6 +3,7 @@ import { Migrator } from '@mikro-orm/migrations';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { startEmbeddedDatabase } from './embedded.js';
+import { openStatementPool, type StatementPool } from './statements.js';
 import { entities } from './entities.js';
 import { migrationsList } from './migrations.js';
 
@@ -11,12 +12,22 @@ export interface Database {
   /** true when running on the embedded PGlite server (single connection, single process). */
   embedded: boolean;
   url: string;
+  /** The prepared statements' pool, when the delivery path's statements are prepared. */
+  statements: StatementPool | undefined;
   close(): Promise<void>;
 }
 
+// Connections for the prepared statements: each publish, claim or record holds one for a single
+// statement of a few milliseconds, so a few serve many requests and attempts at once.
+const STATEMENT_POOL_MAX = 20;
+
 export async function openDatabase(
   config: Pick<Config, 'databaseUrl' | 'dataDir'>,
-  options: { poolMax?: number } = {},
+  options: {
+    poolMax?: number;
+    /** Prepare the delivery path's statements on a pool of their own (real Postgres only). */
+    preparedStatements?: boolean;
+  } = {},
 ): Promise<Database> {
   const embedded = config.databaseUrl === undefined ? await startEmbeddedDatabase(config.dataDir) : undefined;
   const url = embedded?.url ?? config.databaseUrl!;
@@ -41,11 +52,14 @@ export async function openDatabase(
       },
       debug: false,
     });
+    const statements = embedded || !options.preparedStatements ? undefined : openStatementPool(orm, url, STATEMENT_POOL_MAX);
     return {
       orm,
       embedded: embedded !== undefined,
       url,
+      statements,
       async close() {
+        await statements?.close();
         await orm.close(true);
         await embedded?.close();
       },

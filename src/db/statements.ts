@@ -1,50 +1,163 @@
 // Statements on the delivery path (publish, claim, record) run many times a second and carry
 // whole request and response bodies. MikroORM's `execute` writes the values into the SQL text,
 // escaping every body into the statement in JavaScript first and making Postgres read it back as
-// a literal. These go straight to a pooled pg connection instead, with the values bound as
-// parameters. They are deliberately not named (prepared once per connection): a plan cached while
-// a table is small (a fresh install) would keep scanning it whole as it grows, until the next
-// ANALYZE; planned per call, each one fits the tables as they are.
-import type { EntityManager } from '@mikro-orm/postgresql';
-import type pg from 'pg';
+// a literal. These go straight to a pg connection instead, with the values bound as parameters.
+//
+// On a real Postgres they are also prepared: planning them took more of Postgres's time than
+// running them (2 to 3 ms for a claim or a record batch, against well under a millisecond of
+// work). A cached plan has a trap, though: a plan made while the tables are small (a fresh
+// install) is a sequential scan or a hash join over a whole table, and it would be kept as the
+// table grows, until the next ANALYZE. So they run on a pool of their own whose connections may
+// not plan sequential scans, hash joins or merge joins, and always use the generic plan: every
+// plan is then index probes and nested loops, whatever the size of the tables when it was made,
+// which is the shape these statements are written for (each reads a handful of rows through an
+// index). The rest of the gateway keeps the default planner. With
+// DATABASE_PREPARED_STATEMENTS=false (for a pooler that cannot keep prepared statements or
+// session settings), and on the embedded database, they are planned per call on the ORM's pool.
+import { createHash } from 'node:crypto';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import pg from 'pg';
+
+/** Session settings of the prepared statements' connections (see above). */
+export const PREPARED_PLANNER_SETTINGS: Readonly<Record<string, string>> = {
+  enable_seqscan: 'off',
+  enable_hashjoin: 'off',
+  enable_mergejoin: 'off',
+  plan_cache_mode: 'force_generic_plan',
+};
+
+const SETTINGS_SQL = Object.entries(PREPARED_PLANNER_SETTINGS)
+  .map(([name, value]) => `set ${name} = ${value}`)
+  .join('; ');
 
 interface KnexClient {
   acquireConnection(): Promise<pg.ClientBase>;
   releaseConnection(connection: pg.ClientBase): Promise<unknown>;
 }
 
+type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
+
+/** The prepared statements' pool of each ORM (keyed by its driver, which every fork shares). */
+const statementPools = new WeakMap<object, StatementPool>();
+
+export interface StatementPool {
+  /** A connection with the planner settings applied, for tests and diagnostics. */
+  connect(): Promise<pg.PoolClient>;
+  close(): Promise<void>;
+}
+
 /**
- * Runs a statement with bound values ($1, $2, ...) on a pooled connection (or on the connection of
- * the transaction `em` is in) and answers its rows. Errors are the driver's own (`code` is the
- * SQLSTATE).
+ * Opens the pool the delivery path's prepared statements run on, for the ORM `orm` on `url`.
+ * Connections open when first needed and close after 10 s unused.
+ */
+export function openStatementPool(orm: MikroORM, url: string, max: number): StatementPool {
+  const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: 10_000 });
+  // An idle connection the server drops is taken out of the pool by pg itself; the listener only
+  // keeps that from being an unhandled error. The next checkout opens a fresh connection.
+  pool.on('error', () => undefined);
+  const configured = new WeakSet<pg.PoolClient>();
+  const handle: StatementPool = {
+    async connect() {
+      const client = await pool.connect();
+      if (!configured.has(client)) {
+        try {
+          await client.query(SETTINGS_SQL);
+        } catch (err) {
+          client.release(true);
+          throw err;
+        }
+        configured.add(client);
+      }
+      return client;
+    },
+    close: () => pool.end(),
+  };
+  statementPools.set(orm.em.getDriver(), handle);
+  return handle;
+}
+
+const names = new Map<string, string>();
+
+/** A statement's name on the server: the same text always gets the same name. */
+function nameOf(text: string): string {
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `gw_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    names.set(text, name);
+  }
+  return name;
+}
+
+/**
+ * Runs a statement with bound values ($1, $2, ...) and answers its rows: on the connection of the
+ * transaction `em` is in when there is one, else prepared on the statement pool when the ORM has
+ * one, else on a connection of the ORM's pool. Errors are the driver's own (`code` is the SQLSTATE).
  */
 export async function runStatement<R extends pg.QueryResultRow>(
   em: EntityManager,
   text: string,
   values: unknown[],
 ): Promise<R[]> {
-  return withConnection(em, async (connection) => (await connection.query<R>(text, values)).rows);
+  return withConnection(em, (query) => query<R>(text, values));
 }
 
 /**
- * Runs several statements, separated by semicolons, in one round trip (the simple query protocol:
- * no bound values). Postgres runs them as one transaction, rolled back whole if one fails, and in
- * READ COMMITTED each statement sees what committed before it started, so a lock taken by one is
- * held, and seen through, by the next. Answers each statement's rows.
+ * Runs a statement in a transaction of its own after taking the transaction-scoped advisory lock
+ * `lock`, and answers its rows. In READ COMMITTED the statement's snapshot is taken once the lock
+ * is held, so it sees everything the previous holder of the lock committed.
  */
-export async function runScript(em: EntityManager, text: string): Promise<pg.QueryResultRow[][]> {
-  return withConnection(em, async (connection) => {
-    const result = (await connection.query(text)) as pg.QueryResult | pg.QueryResult[];
-    return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
+export async function runAfterLock<R extends pg.QueryResultRow>(
+  em: EntityManager,
+  lock: number,
+  text: string,
+  values: unknown[],
+): Promise<R[]> {
+  if (!Number.isSafeInteger(lock)) throw new Error(`advisory lock keys are whole numbers, got ${lock}`);
+  if (em.getTransactionContext()) {
+    return withConnection(em, async (query) => {
+      await query(`select pg_advisory_xact_lock(${lock})`);
+      return query<R>(text, values);
+    });
+  }
+  return withConnection(em, async (query) => {
+    await query(`begin; select pg_advisory_xact_lock(${lock})`);
+    try {
+      const rows = await query<R>(text, values);
+      await query('commit');
+      return rows;
+    } catch (err) {
+      await query('rollback').catch(() => undefined);
+      throw err;
+    }
   });
 }
 
-async function withConnection<T>(em: EntityManager, use: (connection: pg.ClientBase) => Promise<T>): Promise<T> {
-  const knex = em.getTransactionContext() ?? em.getConnection().getKnex();
+async function withConnection<T>(em: EntityManager, use: (query: Query) => Promise<T>): Promise<T> {
+  const transaction = em.getTransactionContext();
+  const pool = transaction ? undefined : statementPools.get(em.getDriver());
+  if (pool) {
+    const client = await pool.connect();
+    let broken = false;
+    try {
+      return await use(async (text, values) => {
+        try {
+          // Without values it is a script (simple protocol), not a statement to prepare.
+          return (await client.query(values ? { name: nameOf(text), text, values } : text)).rows;
+        } catch (err) {
+          // An error the server answered with leaves the connection usable; anything else does not.
+          if (!(err instanceof pg.DatabaseError)) broken = true;
+          throw err;
+        }
+      });
+    } finally {
+      client.release(broken);
+    }
+  }
+  const knex = transaction ?? em.getConnection().getKnex();
   const client = (knex as unknown as { client: KnexClient }).client;
   const connection = await client.acquireConnection();
   try {
-    return await use(connection);
+    return await use(async (text, values) => (await connection.query(text, values)).rows);
   } finally {
     await client.releaseConnection(connection);
   }

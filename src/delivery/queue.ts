@@ -1,7 +1,7 @@
 // The delivery queue lives in the `delivery` table. These are its SQL operations; every one is a
 // single statement or a single transaction, so a crash between any two leaves a consistent queue.
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { runScript, runStatement } from '../db/statements.js';
+import { runAfterLock, runStatement } from '../db/statements.js';
 import type { SendResult } from './sender.js';
 
 export interface ClaimedDelivery {
@@ -59,7 +59,8 @@ const FREE_DUE_ROWS_OF_HEAD = `from delivery x
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
     order by x.webhook_id, x.next_attempt_at`;
 
-const claimSql = (cap: number, limit: number, leaseMs: number) => `
+// $1 the per-webhook cap, $2 the most rows to take, $3 the lease in ms.
+export const CLAIM_SQL = `
 with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
   -- would (at least once), so this commit does not wait for its WAL flush: the next synchronous
@@ -88,22 +89,22 @@ with recursive durability as (
     limit 1
   ) f
   left join leased l on l.webhook_id = h.webhook_id
-  where coalesce(l.leased, 0) < ${cap}
+  where coalesce(l.leased, 0) < $1::int
   order by f.oldest
-  limit ${limit}
+  limit $2::int
 ), picked as (
   select d.id
   from heads h
   cross join lateral (
     select x.id
     ${FREE_DUE_ROWS_OF_HEAD}
-    limit ${cap} - h.leased
+    limit $1::int - h.leased
     for update skip locked
   ) d
-  limit ${limit}
+  limit $2::int
 ), claimed as (
   update delivery d
-  set lease_expires_at = now() + (${leaseMs} * interval '1 millisecond'), updated_at = now()
+  set lease_expires_at = now() + ($3::float8 * interval '1 millisecond'), updated_at = now()
   from picked p
   where d.id = p.id
   returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts
@@ -119,12 +120,8 @@ export async function claimDue(
   options: { limit: number; perWebhookCap: number; leaseMs: number },
 ): Promise<ClaimedDelivery[]> {
   const { perWebhookCap, limit, leaseMs } = options;
-  // Written into the text (a script cannot bind values), so checked to be plain integers first.
-  for (const n of [perWebhookCap, limit, leaseMs]) {
-    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`claim parameters must be whole numbers, got ${n}`);
-  }
-  const [, rows = []] = await runScript(em, `select pg_advisory_xact_lock(${CLAIM_LOCK});\n${claimSql(perWebhookCap, limit, leaseMs)}`);
-  return (rows as ClaimRow[]).map((r) => ({
+  const rows = await runAfterLock<ClaimRow>(em, CLAIM_LOCK, CLAIM_SQL, [perWebhookCap, limit, leaseMs]);
+  return rows.map((r) => ({
     id: r.id,
     webhookId: r.webhook_id,
     tenantId: r.tenant_id,
@@ -175,7 +172,7 @@ export interface AttemptRecord {
 //   last_delivery_*, not the last commit.
 // The planner cannot see how many rows json_to_recordset yields (it assumes 100), so every lookup of a delivery or a webhook is written as \`id = any(array(...))\`: an
 // index probe per input row, never a join that reads a whole table.
-const RECORD_SQL = `
+export const RECORD_SQL = `
 with input as (
   select * from json_to_recordset($1::json) as i(
     attempt_id text, delivery_id text, webhook_id text, tenant_id text, event_type text, attempt int,
@@ -189,7 +186,9 @@ with input as (
   from delivery d
   join input i on i.delivery_id = d.id
   where d.id = any(array(select delivery_id from input))
-    and d.webhook_id = any(array(select id from locked_webhook))
+    -- Not an index condition (the || ''): the rows are found by id, never through the webhook's
+    -- index, which holds every delivery the webhook ever had.
+    and d.webhook_id || '' = any(array(select id from locked_webhook))
   order by d.id
   for update of d
 ), stamped as (

@@ -24,6 +24,7 @@ describe('loadConfig', () => {
       port: 8080,
       host: '0.0.0.0',
       databaseUrl: undefined,
+      databasePreparedStatements: true,
       dataDir: './.data',
       encryptionKey: undefined,
       jwt: { secret: undefined, jwksUrl: undefined, issuer: undefined, audience: undefined, tenantClaim: 'sub' },
@@ -45,6 +46,7 @@ describe('loadConfig', () => {
       PORT: '9090',
       HOST: '127.0.0.1',
       DATABASE_URL: 'postgres://u:p@db.internal:5432/gateway',
+      DATABASE_PREPARED_STATEMENTS: 'false',
       DATA_DIR: '/var/lib/gateway',
       ENCRYPTION_KEY: KEY.toUpperCase(),
       JWT_JWKS_URL: 'https://project.supabase.co/auth/v1/.well-known/jwks.json',
@@ -65,6 +67,7 @@ describe('loadConfig', () => {
       port: 9090,
       host: '127.0.0.1',
       databaseUrl: 'postgres://u:p@db.internal:5432/gateway',
+      databasePreparedStatements: false,
       dataDir: '/var/lib/gateway',
       encryptionKey: KEY,
       jwt: {

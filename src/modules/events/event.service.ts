@@ -86,7 +86,7 @@ select (select published_at from ev) as published_at,
        (select count(*) from notified) as notified`;
 }
 
-const PUBLISH_TO_SUBSCRIBERS = publishStatement(`
+export const PUBLISH_TO_SUBSCRIBERS = publishStatement(`
   select id, seq from webhook where tenant_id = $2 and enabled and $3 = any(events)`,
 );
 const PUBLISH_TO_ONE = publishStatement(`

@@ -1,0 +1,176 @@
+// The delivery path's prepared statements (src/db/statements.ts): they run on connections whose
+// planner may only use index probes and nested loops, with generic plans, so that a plan made on
+// a fresh, empty database stays an index plan as the tables grow. Real Postgres only: the
+// embedded database plans them per call.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate, openDatabase, type Database } from '../../src/db/orm.js';
+import { PREPARED_PLANNER_SETTINGS } from '../../src/db/statements.js';
+import { claimDue, CLAIM_SQL, RECORD_SQL } from '../../src/delivery/queue.js';
+import { PUBLISH_TO_SUBSCRIBERS } from '../../src/modules/events/event.service.js';
+import { userToken } from '../helpers/auth.js';
+import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helpers/database.js';
+import { createWebhook, historyOf, uniqueTenant } from '../helpers/delivery.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { client } from '../helpers/http.js';
+import { startReceiver, type Receiver } from '../helpers/receiver.js';
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  Plans?: PlanNode[];
+}
+
+function nodesOf(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodesOf)];
+}
+
+type Name = 'publish' | 'claim' | 'record';
+const statements: Record<Name, { text: string; values: unknown[] }> = {
+  publish: {
+    text: PUBLISH_TO_SUBSCRIBERS,
+    values: ['evt_plan', 'tenant-0', 'drift.detected', '{}', null, false, '[]'],
+  },
+  claim: { text: CLAIM_SQL, values: [4, 32, 40_000] },
+  record: { text: RECORD_SQL, values: ['[]'] },
+};
+
+/** Prepares every statement on `c` (the first execution makes the generic plan) and answers a plan reader. */
+async function prepareAll(c: pg.Client) {
+  for (const [name, s] of Object.entries(statements)) {
+    await c.query('begin');
+    await c.query({ name, text: s.text, values: s.values });
+    await c.query('rollback');
+  }
+  return async (name: Name): Promise<PlanNode[]> => {
+    const args = statements[name].values.map((v) => (v === null ? 'null' : pg.Client.prototype.escapeLiteral(String(v)))).join(', ');
+    await c.query('begin');
+    try {
+      const [row] = (await c.query(`explain (format json) execute ${name}(${args})`)).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
+      return nodesOf(row!['QUERY PLAN'][0].Plan);
+    } finally {
+      await c.query('rollback');
+    }
+  };
+}
+
+const scans = (nodes: PlanNode[]) => nodes.filter((n) => n['Node Type'] === 'Seq Scan').map((n) => n['Relation Name']);
+const joins = (nodes: PlanNode[]) => nodes.filter((n) => ['Hash Join', 'Merge Join'].includes(n['Node Type'])).map((n) => n['Node Type']);
+const indexes = (nodes: PlanNode[]) => new Set(nodes.map((n) => n['Index Name']).filter(Boolean));
+
+describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)', () => {
+  let database: TestDatabase;
+  let db: Database;
+  const clients: pg.Client[] = [];
+
+  async function connect(settings: boolean): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: database.url });
+    await c.connect();
+    clients.push(c);
+    if (settings) for (const [name, value] of Object.entries(PREPARED_PLANNER_SETTINGS)) await c.query(`set ${name} = ${value}`);
+    else await c.query('set plan_cache_mode = force_generic_plan');
+    return c;
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    db = await openDatabase({ databaseUrl: database.url, dataDir: database.dataDir }, { preparedStatements: true });
+    await migrate(db);
+  });
+
+  afterAll(async () => {
+    for (const c of clients) await c.end().catch(() => undefined);
+    await db?.close();
+    await database?.drop();
+  });
+
+  it('the statement pool prepares the claim once per connection, with a generic plan', async () => {
+    const em = db.orm.em.fork();
+    for (let i = 0; i < 3; i += 1) await claimDue(em, { limit: 8, perWebhookCap: 4, leaseMs: 40_000 });
+    const c = await db.statements!.connect();
+    try {
+      for (const [name, value] of Object.entries(PREPARED_PLANNER_SETTINGS)) {
+        expect((await c.query(`select current_setting($1) as v`, [name])).rows[0].v, name).toBe(value);
+      }
+      // pg-pool hands out the connection released last, so this is the one the claims ran on.
+      const { rows } = await c.query('select generic_plans, custom_plans from pg_prepared_statements where statement = $1', [CLAIM_SQL]);
+      expect(rows).toHaveLength(1);
+      expect(Number(rows[0].generic_plans)).toBeGreaterThanOrEqual(3);
+      expect(Number(rows[0].custom_plans)).toBe(0);
+    } finally {
+      c.release();
+    }
+  });
+
+  it('plans made on empty tables stay index probes as the tables grow', async () => {
+    const tuned = await prepareAll(await connect(true));
+    const plain = await prepareAll(await connect(false));
+
+    // The trap the settings avoid: on empty tables the default planner's generic plans scan whole tables.
+    const plainScans: (string | undefined)[] = [];
+    for (const name of ['publish', 'claim', 'record'] as const) plainScans.push(...scans(await plain(name)));
+    expect(plainScans.length).toBeGreaterThan(0);
+
+    const admin = await connect(false);
+    await admin.query(`
+      insert into webhook (id, tenant_id, name, url, secret_encrypted, events, enabled, created_at, updated_at)
+      select 'wh_plan_' || i, 'tenant-' || (i % 20), 'hook ' || i, 'https://example.test/' || i, 'x',
+             array['drift.detected'], true, now(), now()
+      from generate_series(1, 200) i`);
+    await admin.query(`
+      insert into event (id, tenant_id, type, data, delivery_count, published_at)
+      select 'evt_plan_' || i, 'tenant-' || (i % 20), 'drift.detected', '{}', 1, now()
+      from generate_series(1, 20000) i`);
+    await admin.query(`
+      insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
+      select 'del_plan_' || i, 'evt_plan_' || i, 'wh_plan_' || (1 + i % 200), 'tenant-' || (i % 20), 'drift.detected',
+             case when i % 2 = 0 then 'pending' else 'success' end, 0,
+             case when i % 2 = 0 then now() - interval '1 minute' end, now(), now()
+      from generate_series(1, 20000) i`);
+
+    for (const name of ['publish', 'claim', 'record'] as const) {
+      const nodes = await tuned(name);
+      if (process.env['SHOW_PLANS']) console.log(name, nodes.map((n) => `${n['Node Type']} ${n['Relation Name'] ?? ''} ${n['Index Name'] ?? ''}`).join('\n'));
+      expect({ name, scans: scans(nodes), joins: joins(nodes) }).toEqual({ name, scans: [], joins: [] });
+    }
+    const claim = indexes(await tuned('claim'));
+    expect(claim).toContain('delivery_pending_webhook_idx');
+    expect(claim).toContain('delivery_leased_idx');
+    expect(indexes(await tuned('publish'))).toContain('webhook_tenant_seq_idx');
+    // The record finds its rows by id, never by reading a webhook's whole history in its index.
+    const record = indexes(await tuned('record'));
+    expect(record).toContain('delivery_pkey');
+    expect(record).not.toContain('delivery_webhook_idx');
+  });
+});
+
+describe.skipIf(!onRealPostgres)('DATABASE_PREPARED_STATEMENTS=false (real Postgres)', () => {
+  let gw: TestGateway;
+  let receiver: Receiver;
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ DATABASE_PREPARED_STATEMENTS: 'false', WORKER_POLL_INTERVAL: '100ms' });
+    receiver = await startReceiver();
+  });
+
+  afterAll(async () => {
+    await receiver?.close();
+    await gw?.close();
+  });
+
+  it('publishes, claims and records on the ORM pool', async () => {
+    const api = client(gw.url, await userToken(uniqueTenant('unprepared')));
+    const hook = await createWebhook(api, { name: 'unprepared', url: `${receiver.url}/unprepared`, events: ['drift.detected'] });
+    const res = await api.post('/api/v1/events', { event: 'drift.detected', data: { n: 1 } });
+    expect(res.status, res.text).toBe(202);
+    await receiver.waitFor(1, { match: (r) => r.json?.webhook_id === hook.id && r.json?.event === 'drift.detected', timeoutMs: 10_000 });
+    await expect
+      .poll(async () => (await historyOf(api, hook.id, '&status=success')).filter((a) => a.event_type === 'drift.detected').length, {
+        timeout: 10_000,
+      })
+      .toBe(1);
+    // No statement pool: everything ran on the ORM's pool, planned per call.
+    expect(gw.gateway.db.statements).toBeUndefined();
+  });
+});
