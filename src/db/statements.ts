@@ -52,9 +52,13 @@ export interface StatementPool {
  */
 export function openStatementPool(orm: MikroORM, url: string, max: number): StatementPool {
   const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: 10_000 });
-  // An idle connection the server drops is taken out of the pool by pg itself; the listener only
-  // keeps that from being an unhandled error. The next checkout opens a fresh connection.
+  // A connection the server drops (a restart, pg_terminate_backend) fails the statement running on
+  // it, if any, and is taken out of the pool when released; the next checkout opens a fresh one.
+  // pg also reports the drop as an 'error' event, on the pool while the connection is idle and on
+  // the connection itself while it is checked out: both listeners only keep that event from
+  // being an uncaught exception.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const configured = new WeakSet<pg.PoolClient>();
   const handle: StatementPool = {
     async connect() {

@@ -103,6 +103,18 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
     }
   });
 
+  it('a connection the server drops while it is checked out fails quietly and is replaced', async () => {
+    const c = await db.statements!.connect();
+    const { pid } = (await c.query('select pg_backend_pid() as pid')).rows[0] as { pid: number };
+    const admin = await connect(false);
+    const ended = new Promise((resolve) => c.once('end', resolve));
+    await admin.query('select pg_terminate_backend($1)', [pid]);
+    await ended;
+    c.release();
+    // The next claim gets a fresh connection; the dropped one raised no uncaught error.
+    await expect(claimDue(db.orm.em.fork(), { limit: 8, perWebhookCap: 4, leaseMs: 40_000 })).resolves.toEqual([]);
+  });
+
   it('plans made on empty tables stay index probes as the tables grow', async () => {
     const tuned = await prepareAll(await connect(true));
     const plain = await prepareAll(await connect(false));
