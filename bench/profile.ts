@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     await createWebhooks(gateway.url, await userToken(tenant), urls);
     await sleep(1000);
     const result = publishOnly
-      ? await publishEvents({ gatewayUrl: gateway.url, token: await serviceToken(), tenant, run: 'profile', count: events, concurrency: 8 })
+      ? await publishEvents({ gatewayUrl: gateway.url, token: await serviceToken(), tenant, run: 'profile', count: events, concurrency: Number(process.env['PROFILE_CONCURRENCY'] ?? 8) })
       : await deliveryRun({
       gateway,
       receiver,

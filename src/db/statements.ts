@@ -11,7 +11,9 @@
 // not plan sequential scans, hash joins or merge joins, and always use the generic plan: every
 // plan is then index probes and nested loops, whatever the size of the tables when it was made,
 // which is the shape these statements are written for (each reads a handful of rows through an
-// index). The rest of the gateway keeps the default planner. With
+// index). The claim, which must follow an advisory lock in the same transaction, is PREPAREd in
+// SQL instead and EXECUTEd after the lock in one simple-protocol query: one round trip, like the
+// others. The rest of the gateway keeps the default planner. With
 // DATABASE_PREPARED_STATEMENTS=false (for a pooler that cannot keep prepared statements or
 // session settings), and on the embedded database, they are planned per call on the ORM's pool.
 import { createHash } from 'node:crypto';
@@ -34,8 +36,6 @@ interface KnexClient {
   acquireConnection(): Promise<pg.ClientBase>;
   releaseConnection(connection: pg.ClientBase): Promise<unknown>;
 }
-
-type Query = <R extends pg.QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
 
 /** The prepared statements' pool of each ORM (keyed by its driver, which every fork shares). */
 const statementPools = new WeakMap<object, StatementPool>();
@@ -102,56 +102,90 @@ export async function runStatement<R extends pg.QueryResultRow>(
   text: string,
   values: unknown[],
 ): Promise<R[]> {
-  return withConnection(em, (query) => query<R>(text, values));
+  return withConnection(em, (c) => c.query<R>(text, values));
 }
 
 /**
- * Runs a statement in a transaction of its own after taking the transaction-scoped advisory lock
- * `lock`, and answers its rows. In READ COMMITTED the statement's snapshot is taken once the lock
- * is held, so it sees everything the previous holder of the lock committed.
+ * Runs a statement after taking the transaction-scoped advisory lock `lock`, in one round trip and
+ * one transaction (the caller's, if `em` is in one), and answers its rows. The two go as one
+ * simple-protocol query: in READ COMMITTED the statement's snapshot is taken once the lock is
+ * held, so it sees everything the previous holder of the lock committed. The simple protocol
+ * cannot bind values, so they must be numbers, written into the query. On the statement pool the
+ * statement is prepared once per connection (SQL PREPARE) and the query EXECUTEs it.
  */
 export async function runAfterLock<R extends pg.QueryResultRow>(
   em: EntityManager,
   lock: number,
   text: string,
-  values: unknown[],
+  values: number[],
 ): Promise<R[]> {
   if (!Number.isSafeInteger(lock)) throw new Error(`advisory lock keys are whole numbers, got ${lock}`);
-  if (em.getTransactionContext()) {
-    return withConnection(em, async (query) => {
-      await query(`select pg_advisory_xact_lock(${lock})`);
-      return query<R>(text, values);
-    });
+  for (const v of values) {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`values written into a query must be finite numbers, got ${String(v)}`);
   }
-  return withConnection(em, async (query) => {
-    await query(`begin; select pg_advisory_xact_lock(${lock})`);
-    try {
-      const rows = await query<R>(text, values);
-      await query('commit');
-      return rows;
-    } catch (err) {
-      await query('rollback').catch(() => undefined);
-      throw err;
-    }
+  return withConnection(em, async (c) => {
+    const statement = c.prepared
+      ? `execute ${await c.prepare(text)}(${values.join(', ')})`
+      : text.replace(/\$(\d+)/g, (_, n: string) => {
+          const value = values[Number(n) - 1];
+          if (value === undefined) throw new Error(`no value for $${n}`);
+          return `(${value})`;
+        });
+    const results = await c.script(`select pg_advisory_xact_lock(${lock});\n${statement}`);
+    return results[results.length - 1] as R[];
   });
 }
 
-async function withConnection<T>(em: EntityManager, use: (query: Query) => Promise<T>): Promise<T> {
+interface Connection {
+  /** true on the statement pool: statements are prepared once and run with generic plans. */
+  prepared: boolean;
+  /** A statement with bound values (named, so prepared, on the statement pool). */
+  query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<R[]>;
+  /** Statements separated by semicolons, in one round trip (simple protocol); each one's rows. */
+  script(text: string): Promise<pg.QueryResultRow[][]>;
+  /** PREPAREs `text` on this connection unless it already is; answers its name. */
+  prepare(text: string): Promise<string>;
+}
+
+/** Names PREPAREd (SQL) on each connection of the statement pool. */
+const preparedByConnection = new WeakMap<pg.ClientBase, Set<string>>();
+
+async function scriptOn(client: pg.ClientBase, text: string): Promise<pg.QueryResultRow[][]> {
+  const result = (await client.query(text)) as pg.QueryResult | pg.QueryResult[];
+  return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
+}
+
+async function withConnection<T>(em: EntityManager, use: (c: Connection) => Promise<T>): Promise<T> {
   const transaction = em.getTransactionContext();
   const pool = transaction ? undefined : statementPools.get(em.getDriver());
   if (pool) {
     const client = await pool.connect();
     let broken = false;
+    // An error the server answered with leaves the connection usable; anything else does not.
+    const watch = async <X>(work: Promise<X>): Promise<X> => {
+      try {
+        return await work;
+      } catch (err) {
+        if (!(err instanceof pg.DatabaseError)) broken = true;
+        throw err;
+      }
+    };
     try {
-      return await use(async (text, values) => {
-        try {
-          // Without values it is a script (simple protocol), not a statement to prepare.
-          return (await client.query(values ? { name: nameOf(text), text, values } : text)).rows;
-        } catch (err) {
-          // An error the server answered with leaves the connection usable; anything else does not.
-          if (!(err instanceof pg.DatabaseError)) broken = true;
-          throw err;
-        }
+      return await use({
+        prepared: true,
+        query: async (text, values) => (await watch(client.query({ name: nameOf(text), text, values }))).rows,
+        script: (text) => watch(scriptOn(client, text)),
+        async prepare(text) {
+          // Its own prefix: a protocol-level statement of the same text has the other name.
+          const name = `${nameOf(text)}_sql`;
+          let names = preparedByConnection.get(client);
+          if (!names?.has(name)) {
+            await watch(client.query(`prepare ${name} as ${text}`));
+            if (!names) preparedByConnection.set(client, (names = new Set()));
+            names.add(name);
+          }
+          return name;
+        },
       });
     } finally {
       client.release(broken);
@@ -161,7 +195,12 @@ async function withConnection<T>(em: EntityManager, use: (query: Query) => Promi
   const client = (knex as unknown as { client: KnexClient }).client;
   const connection = await client.acquireConnection();
   try {
-    return await use(async (text, values) => (await connection.query(text, values)).rows);
+    return await use({
+      prepared: false,
+      query: async (text, values) => (await connection.query(text, values)).rows,
+      script: (text) => scriptOn(connection, text),
+      prepare: () => Promise.reject(new Error('statements are only prepared on the statement pool')),
+    });
   } finally {
     await client.releaseConnection(connection);
   }
