@@ -110,30 +110,39 @@ export async function runStatement<R extends pg.QueryResultRow>(
  * one transaction (the caller's, if `em` is in one), and answers its rows. The two go as one
  * simple-protocol query: in READ COMMITTED the statement's snapshot is taken once the lock is
  * held, so it sees everything the previous holder of the lock committed. The simple protocol
- * cannot bind values, so they must be numbers, written into the query. On the statement pool the
+ * cannot bind values, so they are written into the query as literals: finite numbers, and arrays
+ * of strings (escaped, as text[]). On the statement pool the
  * statement is prepared once per connection (SQL PREPARE) and the query EXECUTEs it.
  */
 export async function runAfterLock<R extends pg.QueryResultRow>(
   em: EntityManager,
   lock: number,
   text: string,
-  values: number[],
+  values: (number | readonly string[])[],
 ): Promise<R[]> {
   if (!Number.isSafeInteger(lock)) throw new Error(`advisory lock keys are whole numbers, got ${lock}`);
-  for (const v of values) {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`values written into a query must be finite numbers, got ${String(v)}`);
-  }
+  const literals = values.map(literal);
   return withConnection(em, async (c) => {
     const statement = c.prepared
-      ? `execute ${await c.prepare(text)}(${values.join(', ')})`
+      ? `execute ${await c.prepare(text)}(${literals.join(', ')})`
       : text.replace(/\$(\d+)/g, (_, n: string) => {
-          const value = values[Number(n) - 1];
+          const value = literals[Number(n) - 1];
           if (value === undefined) throw new Error(`no value for $${n}`);
           return `(${value})`;
         });
     const results = await c.script(`select pg_advisory_xact_lock(${lock});\n${statement}`);
     return results[results.length - 1] as R[];
   });
+}
+
+/** A value as an SQL literal, for the simple protocol, which cannot bind values. */
+function literal(value: number | readonly string[]): string {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new Error(`numbers written into a query must be finite, got ${value}`);
+    return String(value);
+  }
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new Error('expected a number or an array of strings');
+  return `array[${value.map((v) => pg.escapeLiteral(v)).join(', ')}]::text[]`;
 }
 
 interface Connection {

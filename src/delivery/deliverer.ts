@@ -29,6 +29,8 @@ export interface DeliverOptions {
    * that arrives after that is not recorded, since another worker may already be sending it.
    */
   abandoned?: AbortSignal;
+  /** Called once the request is over (answered, failed or timed out), before the outcome is recorded. */
+  onSent?: () => void;
 }
 
 export interface Deliverer {
@@ -98,6 +100,7 @@ export function createDeliverer(deps: {
         body: buildEnvelope(claimed),
         attempt,
       });
+      options.onSent?.();
       if (options.abandoned?.aborted) {
         logger.info({ ...base, attempt, eventType: claimed.eventType }, 'delivery attempt abandoned at shutdown');
         return { result, recorded: null };

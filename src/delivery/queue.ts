@@ -2,6 +2,7 @@
 // single statement or a single transaction, so a crash between any two leaves a consistent queue.
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { runAfterLock, runStatement } from '../db/statements.js';
+import { isId } from '../ids.js';
 import type { SendResult } from './sender.js';
 
 export interface ClaimedDelivery {
@@ -33,9 +34,10 @@ interface ClaimRow {
   published_at: Date | string;
 }
 
-// Fairness: the oldest-waiting webhooks come first, and no webhook gets more than `cap` leased
-// (in-flight) rows at once, counted across every worker, so one slow endpoint cannot take every
-// slot. SKIP LOCKED lets concurrent workers pass over rows another claim is taking right now;
+// Fairness: the oldest-waiting webhooks come first, and no webhook gets more than `cap` requests
+// open at once, counted across every worker, so one slow endpoint cannot take every slot. A
+// webhook's open requests are its leased rows, less the claiming worker's own rows whose request
+// is over and whose record is still being written (they stay leased until it commits). SKIP LOCKED lets concurrent workers pass over rows another claim is taking right now;
 // the lease (longer than the HTTP timeout) is what keeps a row from being sent twice while its
 // worker lives, and what hands it to another worker when that worker dies.
 // Claims run one at a time across every worker: each one takes a transaction-scoped advisory lock
@@ -59,7 +61,9 @@ const FREE_DUE_ROWS_OF_HEAD = `from delivery x
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
     order by x.webhook_id, x.next_attempt_at`;
 
-// $1 the per-webhook cap, $2 the most rows to take, $3 the lease in ms.
+// $1 the per-webhook cap, $2 the most rows to take, $3 the lease in ms, $4 the leased rows of this
+// worker whose request is over (answered, failed or timed out) and whose record is still being
+// written: no request to their endpoint is open, so they do not count against the cap.
 export const CLAIM_SQL = `
 with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
@@ -79,6 +83,7 @@ with recursive durability as (
   select webhook_id, count(*) as leased
   from delivery
   where lease_expires_at is not null and lease_expires_at > now()
+    and id <> all($4::text[])
   group by webhook_id
 ), heads as (
   select h.webhook_id, f.oldest, coalesce(l.leased, 0) as leased
@@ -117,10 +122,18 @@ join event e on e.id = c.event_id`;
 
 export async function claimDue(
   em: EntityManager,
-  options: { limit: number; perWebhookCap: number; leaseMs: number },
+  options: {
+    limit: number;
+    perWebhookCap: number;
+    leaseMs: number;
+    /** Ids of this worker's leased rows whose request is over and whose record is being written. */
+    sentIds?: readonly string[];
+  },
 ): Promise<ClaimedDelivery[]> {
   const { perWebhookCap, limit, leaseMs } = options;
-  const rows = await runAfterLock<ClaimRow>(em, CLAIM_LOCK, CLAIM_SQL, [perWebhookCap, limit, leaseMs]);
+  const sentIds = options.sentIds ?? [];
+  for (const id of sentIds) if (!isId('del', id)) throw new Error(`not a delivery id: ${JSON.stringify(id)}`);
+  const rows = await runAfterLock<ClaimRow>(em, CLAIM_LOCK, CLAIM_SQL, [perWebhookCap, limit, leaseMs, sentIds]);
   return rows.map((r) => ({
     id: r.id,
     webhookId: r.webhook_id,

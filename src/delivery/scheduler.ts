@@ -34,6 +34,10 @@ export function createScheduler(deps: {
 }): Scheduler {
   const { orm, logger, options } = deps;
   const inFlight = new Map<string, Promise<void>>();
+  // Attempts whose request is over and whose record is being written. Their rows stay leased
+  // (nobody else may take them) but no request to their endpoint is open, so the claim does not
+  // count them against the per-webhook cap: a webhook's next attempt need not wait for the record.
+  const sent = new Set<string>();
   let running = false;
   let wakePending = false;
   let wakeUp: (() => void) | undefined;
@@ -74,17 +78,23 @@ export function createScheduler(deps: {
             limit: free,
             perWebhookCap: options.perWebhookCap,
             leaseMs: options.leaseMs,
+            sentIds: [...sent],
           });
           claimedCount = claimed.length;
           for (const delivery of claimed) {
+            const onSent = () => {
+              sent.add(delivery.id);
+              wake();
+            };
             const job = deps.deliverer
-              .deliver(delivery, { abandoned: abandoned.signal })
+              .deliver(delivery, { abandoned: abandoned.signal, onSent })
               .then(() => undefined)
               .catch((err: unknown) => {
                 // The lease will lapse and another attempt will be made: at least once.
                 logger.error({ err, deliveryId: delivery.id }, 'delivery attempt could not be completed');
               })
               .finally(() => {
+                sent.delete(delivery.id);
                 inFlight.delete(delivery.id);
                 wake();
               });

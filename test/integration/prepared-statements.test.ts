@@ -32,7 +32,7 @@ const statements: Record<Name, { text: string; values: unknown[] }> = {
     text: PUBLISH_TO_SUBSCRIBERS,
     values: ['evt_plan', 'tenant-0', 'drift.detected', '{}', null, false, '[]'],
   },
-  claim: { text: CLAIM_SQL, values: [4, 32, 40_000] },
+  claim: { text: CLAIM_SQL, values: [4, 32, 40_000, '{}'] },
   record: { text: RECORD_SQL, values: ['[]'] },
 };
 

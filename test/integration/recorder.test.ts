@@ -96,4 +96,39 @@ describe('recording attempts', () => {
     },
     30_000,
   );
+
+  it.skipIf(!onRealPostgres)(
+    "a webhook's next attempt does not wait for the previous attempt's record (needs a real Postgres for a second connection)",
+    async () => {
+      // Cap 1: one request open per webhook. The records of this webhook's attempts wait on its
+      // locked row, yet each finished request frees the webhook's slot for the next attempt.
+      const gw1 = await startTestGateway({ WORKER_POLL_INTERVAL: '100ms', WORKER_MAX_IN_FLIGHT_PER_WEBHOOK: '1' });
+      const api1 = client(gw1.url, await userToken(uniqueTenant('recorder-cap')));
+      try {
+        const hook = await createWebhook(api1, { name: 'capped', url: `${receiver.url}/capped`, events: ['cost.anomaly'] });
+        await expect.poll(async () => (await historyOf(api1, hook.id)).length, { timeout: 10_000 }).toBe(1);
+        const locker = new pg.Client({ connectionString: gw1.database.url });
+        await locker.connect();
+        try {
+          await locker.query('begin');
+          await locker.query('select id from webhook where id = $1 for no key update', [hook.id]);
+          for (let n = 0; n < 3; n += 1) await publish(api1, 'cost.anomaly', { n });
+          await receiver.waitFor(3, { match: to(hook.id, 'cost.anomaly'), timeoutMs: 10_000 });
+          expect((await historyOf(api1, hook.id)).filter((a) => a.event_type === 'cost.anomaly')).toHaveLength(0);
+        } finally {
+          await locker.query('rollback').catch(() => undefined);
+          await locker.end();
+        }
+        await expect
+          .poll(async () => (await historyOf(api1, hook.id, '&status=success')).filter((a) => a.event_type === 'cost.anomaly').length, {
+            timeout: 10_000,
+          })
+          .toBe(3);
+        expect(receiver.requests.filter(to(hook.id, 'cost.anomaly'))).toHaveLength(3);
+      } finally {
+        await gw1.close();
+      }
+    },
+    30_000,
+  );
 });
