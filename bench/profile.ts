@@ -2,13 +2,14 @@
 // then the functions and packages that took the most CPU time. Where to look before changing
 // anything; PROFILE_EVENTS and PROFILE_WEBHOOKS size the run, PROFILE_KEEP=1 keeps the
 // .cpuprofile (open it in Chrome DevTools). PROFILE_PUBLISH_ONLY=1 profiles publishing alone: the
-// gateway runs with ROLE=api, so nothing is delivered.
+// gateway runs with ROLE=api, so nothing is delivered. PROFILE_BROKEN=5 points five of the
+// webhooks at a receiver that never answers, as scenario 4 does.
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createBenchDatabase } from './lib/database.js';
 import { deliveryRun } from './lib/delivery-run.js';
-import { buildGateway, startGatewayProcess } from './lib/gateway-process.js';
+import { buildGateway, startGatewayProcess, WEBHOOK_TIMEOUT_MS } from './lib/gateway-process.js';
 import { serviceToken, userToken } from './lib/http-client.js';
 import { createWebhooks, publishEvents, sleep } from './lib/load.js';
 import { stopAllChildren } from './lib/processes.js';
@@ -49,8 +50,13 @@ async function main(): Promise<void> {
       { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
     );
     const tenant = 'bench-profile';
-    const urls = Array.from({ length: webhooks }, (_, i) => `${receiver.healthyUrl}/hook/${i}`);
+    // PROFILE_BROKEN of the webhooks point at the receiver that never answers (scenario 4's load).
+    const broken = Number(process.env['PROFILE_BROKEN'] ?? 0);
+    const urls = Array.from({ length: webhooks }, (_, i) =>
+      i < webhooks - broken ? `${receiver.healthyUrl}/hook/${i}` : `${receiver.silentUrl}/hook/${i}`,
+    );
     await createWebhooks(gateway.url, await userToken(tenant), urls);
+    if (broken > 0) await sleep(WEBHOOK_TIMEOUT_MS);
     await sleep(1000);
     const result = publishOnly
       ? await publishEvents({ gatewayUrl: gateway.url, token: await serviceToken(), tenant, run: 'profile', count: events, concurrency: Number(process.env['PROFILE_CONCURRENCY'] ?? 8) })
@@ -61,7 +67,7 @@ async function main(): Promise<void> {
       tenant,
       run: 'profile',
       events,
-      expected: events * webhooks,
+      expected: events * (webhooks - broken),
       publishConcurrency: 8,
       timeoutMs: 180_000,
     });
