@@ -11,7 +11,7 @@ import { createBenchDatabase } from './lib/database.js';
 import { buildGateway, startGatewayProcess, WEBHOOK_TIMEOUT_MS } from './lib/gateway-process.js';
 import { serviceToken as makeServiceToken } from './lib/http-client.js';
 import { benchOptions } from './lib/options.js';
-import { stopAllChildren } from './lib/processes.js';
+import { runMain } from './lib/processes.js';
 import { startReceiverProcess } from './lib/receiver-process.js';
 import { formatNumber, formatRatio, median } from './lib/stats.js';
 import { idleScenario } from './scenarios/idle.js';
@@ -115,11 +115,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${lines.join('\n')}\n`);
 }
 
-main()
-  .then(() => stopAllChildren())
-  .then(() => process.exit(0))
-  .catch(async (err: unknown) => {
-    process.stderr.write(`compare failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    await stopAllChildren();
-    process.exit(1);
-  });
+runMain('compare', main);

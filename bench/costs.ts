@@ -1,13 +1,15 @@
 // `npx tsx bench/costs.ts`: what one publish and one delivery cost, apart. Events are published to
 // a gateway that only serves the API (ROLE=api, no worker), then a worker-only gateway (ROLE=worker)
 // on the same database drains them. For each phase: the CPU time of the gateway, the local
-// Postgres server, the receiver and this process (the publisher), per event and per delivery.
+// Postgres server (when it runs on this machine), the receiver and this process (the publisher),
+// per event and per delivery.
 // COSTS_EVENTS and COSTS_WEBHOOKS size the run (1 000 × 10), COSTS_ROUNDS repeats it (3).
 import { createBenchDatabase, serverUrl } from './lib/database.js';
+import { serverCpuMs } from './lib/delivery-run.js';
 import { buildGateway, startGatewayProcess } from './lib/gateway-process.js';
 import { serviceToken, userToken } from './lib/http-client.js';
 import { createWebhooks, publishEvents, sleep } from './lib/load.js';
-import { cpuMs, postgresCpuMs, stopAllChildren } from './lib/processes.js';
+import { cpuMs, runMain } from './lib/processes.js';
 import { startReceiverProcess } from './lib/receiver-process.js';
 import { median } from './lib/stats.js';
 
@@ -25,9 +27,9 @@ const selfCpuMs = () => {
 };
 
 async function measure(gatewayPid: number, receiverPid: number, work: () => Promise<void>): Promise<Split> {
-  const before = [await cpuMs(gatewayPid), await postgresCpuMs(), await cpuMs(receiverPid), selfCpuMs(), performance.now()];
+  const before = [await cpuMs(gatewayPid), await serverCpuMs(), await cpuMs(receiverPid), selfCpuMs(), performance.now()];
   await work();
-  const after = [await cpuMs(gatewayPid), await postgresCpuMs(), await cpuMs(receiverPid), selfCpuMs(), performance.now()];
+  const after = [await cpuMs(gatewayPid), await serverCpuMs(), await cpuMs(receiverPid), selfCpuMs(), performance.now()];
   const d = after.map((v, i) => v - before[i]!);
   return { gateway: d[0]!, postgres: d[1]!, receiver: d[2]!, publisher: d[3]!, seconds: d[4]! / 1000 };
 }
@@ -92,10 +94,4 @@ async function main(): Promise<void> {
   );
 }
 
-main()
-  .then(() => stopAllChildren())
-  .catch(async (err: unknown) => {
-    process.stderr.write(`costs failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    await stopAllChildren();
-    process.exit(1);
-  });
+runMain('costs', main);

@@ -12,7 +12,7 @@ import { deliveryRun } from './lib/delivery-run.js';
 import { buildGateway, startGatewayProcess, WEBHOOK_TIMEOUT_MS } from './lib/gateway-process.js';
 import { serviceToken, userToken } from './lib/http-client.js';
 import { createWebhooks, publishEvents, sleep } from './lib/load.js';
-import { stopAllChildren } from './lib/processes.js';
+import { runMain } from './lib/processes.js';
 import { startReceiverProcess } from './lib/receiver-process.js';
 
 interface ProfileNode {
@@ -98,10 +98,4 @@ async function main(): Promise<void> {
   }
 }
 
-main()
-  .then(() => stopAllChildren())
-  .catch(async (err: unknown) => {
-    process.stderr.write(`profile failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    await stopAllChildren();
-    process.exit(1);
-  });
+runMain('profile', main);

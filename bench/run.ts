@@ -8,7 +8,7 @@ import { buildGateway, GATEWAY_ENTRY, GATEWAY_SETTINGS, startGatewayProcess, WEB
 import { serviceToken as makeServiceToken } from './lib/http-client.js';
 import { machineInfo } from './lib/machine.js';
 import { benchOptions } from './lib/options.js';
-import { repoRoot, stopAllChildren } from './lib/processes.js';
+import { repoRoot, runMain, stopAllChildren } from './lib/processes.js';
 import { startReceiverProcess } from './lib/receiver-process.js';
 import { renderResults, writeReport } from './lib/report.js';
 import { apiScenario } from './scenarios/api.js';
@@ -95,11 +95,4 @@ process.on('SIGINT', () => {
   void stopAllChildren().finally(() => process.exit(130));
 });
 
-main()
-  .then(() => stopAllChildren())
-  .then(() => process.exit(0))
-  .catch(async (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    await stopAllChildren();
-    process.exit(1);
-  });
+runMain('bench', main);

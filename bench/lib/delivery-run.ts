@@ -10,7 +10,8 @@ import { percentile } from './stats.js';
 // The server's CPU is only read when it runs on this machine (and not for the embedded database,
 // which runs inside the gateway process and is counted with it).
 const localServer = serverUrl !== undefined && ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(serverUrl).hostname);
-const serverCpuMs = () => (localServer ? postgresCpuMs() : Promise.resolve(Number.NaN));
+/** CPU time the local Postgres server has used so far, in ms; NaN when it is not on this machine. */
+export const serverCpuMs = () => (localServer ? postgresCpuMs() : Promise.resolve(Number.NaN));
 
 export interface DeliveryRunResult {
   expected: number;

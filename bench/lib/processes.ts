@@ -119,3 +119,18 @@ export function sampleRss(pid: number, everyMs = 200): { stop(): Promise<{ peak:
     },
   };
 }
+
+/**
+ * Runs a bench entry point: on success stops every child and exits 0; on failure prints the error
+ * as `<name> failed: ...`, stops every child and exits 1.
+ */
+export function runMain(name: string, main: () => Promise<void>): void {
+  main()
+    .then(() => stopAllChildren())
+    .then(() => process.exit(0))
+    .catch(async (err: unknown) => {
+      process.stderr.write(`${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      await stopAllChildren();
+      process.exit(1);
+    });
+}

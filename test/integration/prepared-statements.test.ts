@@ -147,7 +147,6 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
 
     for (const name of ['publish', 'claim', 'record'] as const) {
       const nodes = await tuned(name);
-      if (process.env['SHOW_PLANS']) console.log(name, nodes.map((n) => `${n['Node Type']} ${n['Relation Name'] ?? ''} ${n['Index Name'] ?? ''}`).join('\n'));
       expect({ name, scans: scans(nodes), joins: joins(nodes) }).toEqual({ name, scans: [], joins: [] });
     }
     const claim = indexes(await tuned('claim'));
