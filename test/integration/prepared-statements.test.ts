@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, openDatabase, type Database } from '../../src/db/orm.js';
 import { PREPARED_PLANNER_SETTINGS } from '../../src/db/statements.js';
 import { claimDue, CLAIM_SQL, RECORD_SQL } from '../../src/delivery/queue.js';
-import { PUBLISH_TO_SUBSCRIBERS } from '../../src/modules/events/event.service.js';
+import { PUBLISH_MANY, PUBLISH_TO_SUBSCRIBERS } from '../../src/modules/events/event.service.js';
 import { userToken } from '../helpers/auth.js';
 import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helpers/database.js';
 import { createWebhook, historyOf, uniqueTenant } from '../helpers/delivery.js';
@@ -26,11 +26,19 @@ function nodesOf(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodesOf)];
 }
 
-type Name = 'publish' | 'claim' | 'record';
+type Name = 'publish' | 'publish_many' | 'claim' | 'record';
 const statements: Record<Name, { text: string; values: unknown[] }> = {
   publish: {
     text: PUBLISH_TO_SUBSCRIBERS,
     values: ['evt_plan', 'tenant-0', 'drift.detected', '{}', null, false, '[]'],
+  },
+  publish_many: {
+    text: PUBLISH_MANY,
+    values: [
+      JSON.stringify(
+        ['evt_plan_a', 'evt_plan_b'].map((id) => ({ id, tenant_id: 'tenant-0', type: 'drift.detected', data: {}, idempotency_key: null, notices: [] })),
+      ),
+    ],
   },
   claim: { text: CLAIM_SQL, values: [4, 32, 40_000, '{}'] },
   record: { text: RECORD_SQL, values: ['[]'] },
@@ -125,7 +133,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
 
     // The trap the settings avoid: on empty tables the default planner's generic plans scan whole tables.
     const plainScans: (string | undefined)[] = [];
-    for (const name of ['publish', 'claim', 'record'] as const) plainScans.push(...scans(await plain(name)));
+    for (const name of ['publish', 'publish_many', 'claim', 'record'] as const) plainScans.push(...scans(await plain(name)));
     expect(plainScans.length).toBeGreaterThan(0);
 
     const admin = await connect(false);
@@ -145,7 +153,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
              case when i % 2 = 0 then now() - interval '1 minute' end, now(), now()
       from generate_series(1, 20000) i`);
 
-    for (const name of ['publish', 'claim', 'record'] as const) {
+    for (const name of ['publish', 'publish_many', 'claim', 'record'] as const) {
       const nodes = await tuned(name);
       expect({ name, scans: scans(nodes), joins: joins(nodes) }).toEqual({ name, scans: [], joins: [] });
     }
@@ -153,6 +161,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
     expect(claim).toContain('delivery_pending_webhook_idx');
     expect(claim).toContain('delivery_leased_idx');
     expect(indexes(await tuned('publish'))).toContain('webhook_tenant_seq_idx');
+    expect(indexes(await tuned('publish_many'))).toContain('webhook_tenant_seq_idx');
     // The record finds its rows by id, never by reading a webhook's whole history in its index.
     const record = indexes(await tuned('record'));
     expect(record).toContain('delivery_pkey');

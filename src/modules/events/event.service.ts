@@ -4,6 +4,7 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Viewer } from '../../auth/viewer.js';
 import { CHANNEL_DELIVERIES_DUE, CHANNEL_DELIVERY_UPDATES, type Notifier } from '../../db/notifier.js';
+import { createGroupCommit } from '../../db/group-commit.js';
 import { runStatement } from '../../db/statements.js';
 import { isStorableText, MAX_JSON_DEPTH, unstorableJson } from '../../db/storable-text.js';
 import { AppError } from '../../errors.js';
@@ -93,6 +94,114 @@ const PUBLISH_TO_ONE = publishStatement(`
   select id, seq from webhook where id = $8 and tenant_id = $2`,
 );
 
+// Several events in one statement, for publishes that arrive together (group commit: see
+// publishTogether). $1 the events, in order: [{id, tenant_id, type, data, idempotency_key,
+// notices}]; each event's notices are sent when it queued at least one delivery. Answers one row
+// per event, in order.
+export const PUBLISH_MANY = `
+with input as (
+  select * from rows from (json_to_recordset($1::json) as (
+    id text, tenant_id text, type text, data jsonb, idempotency_key text, notices json
+  )) with ordinality as i(id, tenant_id, type, data, idempotency_key, notices, ord)
+), targets as (
+  select i.id as event_id, w.id, w.seq
+  from input i
+  join webhook w on w.tenant_id = i.tenant_id and w.enabled and i.type = any(w.events)
+), ev as (
+  insert into event (id, tenant_id, type, data, idempotency_key, delivery_count)
+  select i.id, i.tenant_id, i.type, i.data, i.idempotency_key, (select count(*) from targets t where t.event_id = i.id)
+  from input i
+  order by i.ord
+  returning id, published_at
+), queued as (
+  insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at)
+  select ${NEW_DELIVERY_ID}, r.event_id, r.id, i.tenant_id, i.type, 'pending', 0, now()
+  from (select t.event_id, t.id, t.seq, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
+  join input i on i.id = r.event_id
+  order by i.ord, r.seq
+  returning id, event_id, webhook_id
+), notified as (
+  select pg_notify(n.channel, n.payload)
+  from input i cross join lateral json_to_recordset(i.notices) as n(channel text, payload text)
+  where exists (select 1 from queued q where q.event_id = i.id)
+)
+select i.id,
+       (select ev.published_at from ev where ev.id = i.id) as published_at,
+       array(select q.id from queued q join targets t on t.event_id = q.event_id and t.id = q.webhook_id
+             where q.event_id = i.id order by t.seq) as delivery_ids,
+       (select count(*) from notified) as notified
+from input i
+order by i.ord`;
+
+interface EventToPublish {
+  em: EntityManager;
+  id: string;
+  tenantId: string;
+  type: string;
+  data: Record<string, unknown>;
+  idempotencyKey: string | null;
+  notices: { channel: string; payload: string }[] | undefined;
+}
+
+interface PublishedEvent {
+  id: string;
+  deliveries: number;
+  deliveryIds: string[];
+  publishedAt: Date;
+}
+
+async function publishMany(events: EventToPublish[]): Promise<PublishedEvent[]> {
+  const input = events.map((e) => ({
+    id: e.id,
+    tenant_id: e.tenantId,
+    type: e.type,
+    data: e.data,
+    idempotency_key: e.idempotencyKey,
+    notices: e.notices ?? [],
+  }));
+  const rows = await runStatement<{ id: string; published_at: Date | string; delivery_ids: string[] }>(
+    events[0]!.em,
+    PUBLISH_MANY,
+    [JSON.stringify(input)],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    deliveries: row.delivery_ids.length,
+    deliveryIds: row.delivery_ids,
+    publishedAt: new Date(row.published_at),
+  }));
+}
+
+const publishers = new WeakMap<object, (event: EventToPublish) => Promise<PublishedEvent>>();
+
+/**
+ * Publishes with group commit (src/db/group-commit.ts): a publish that arrives while another is
+ * being written waits for it and is then written together with every publish that arrived
+ * meanwhile, in one statement and one commit, so under load events share a round trip, a plan and
+ * a WAL flush. Alone (an idle gateway, or a batch that failed and is split up), an event is
+ * written by its own statement on its own request's EntityManager. One group per database.
+ */
+function publishTogether(event: EventToPublish): Promise<PublishedEvent> {
+  const key = event.em.getDriver();
+  let publish = publishers.get(key);
+  if (!publish) {
+    publish = createGroupCommit<EventToPublish, PublishedEvent>({
+      writeBatch: publishMany,
+      writeAlone: (e) =>
+        insertEventWithDeliveries(e.em, {
+          id: e.id,
+          tenantId: e.tenantId,
+          type: e.type,
+          data: e.data,
+          idempotencyKey: e.idempotencyKey,
+          notices: e.notices,
+        }),
+    });
+    publishers.set(key, publish);
+  }
+  return publish(event);
+}
+
 /**
  * Writes an event and fans it out. Used for published events and for the gateway's own pings
  * (`onlyWebhookId`), inside the caller's transaction when given one. `notDue` deliveries have no
@@ -179,14 +288,18 @@ export class EventService {
     ];
     let created;
     try {
-      created = await insertEventWithDeliveries(this.em, {
+      const event = {
         id,
         tenantId,
         type: input.event,
         data: data as Record<string, unknown>,
         idempotencyKey: key,
         notices: this.notifier.viaSql ? notices : undefined,
-      });
+      };
+      // Inside a caller's transaction the event is written there, alone.
+      created = this.em.isInTransaction()
+        ? await insertEventWithDeliveries(this.em, event)
+        : await publishTogether({ ...event, em: this.em });
     } catch (err) {
       // Two publishes raced with one key: the unique index let one win; answer with its result.
       if (key !== null && isUniqueViolation(err)) {
