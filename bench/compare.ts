@@ -3,10 +3,10 @@
 // commas (`cap16=dist/src/main.js,WORKER_MAX_IN_FLIGHT_PER_WEBHOOK=16`), which override the
 // bench's. Each round starts every build in turn (the order alternates from round to round, so a
 // machine that gets busier over time favours neither) on a fresh database and runs scenarios 2, 1
-// and 4 once (4 is a pair of runs, all healthy and half broken); the table at the end gives each
-// build's median over the rounds. COMPARE_ROUNDS sets the rounds (default 3); the sizes are those
-// of `npm run bench` (BENCH_QUICK=1 for the short ones). An entry of dist/src/main.js is rebuilt
-// first.
+// and 4 once (4 is three runs: all healthy, half broken, and the healthy half alone); the table at
+// the end gives each build's median over the rounds. COMPARE_ROUNDS sets the rounds (default 3);
+// the sizes are those of `npm run bench` (BENCH_QUICK=1 for the short ones). An entry of
+// dist/src/main.js is rebuilt first.
 import { createBenchDatabase } from './lib/database.js';
 import { buildGateway, startGatewayProcess, WEBHOOK_TIMEOUT_MS } from './lib/gateway-process.js';
 import { serviceToken as makeServiceToken } from './lib/http-client.js';
@@ -28,6 +28,7 @@ interface Round {
   healthyHalfPerSec: number;
   isolationControlPerSec: number;
   isolationRatio: number;
+  isolationAloneRatio: number;
 }
 
 const started = Date.now();
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
             healthyHalfPerSec: isolation!.healthyHalf.deliveriesPerSec,
             isolationControlPerSec: isolation!.allHealthy.deliveriesPerSec,
             isolationRatio: isolation!.ratio,
+            isolationAloneRatio: isolation!.aloneRatio,
           });
         } finally {
           await gateway.stop();
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
     ['4. Healthy half, deliveries/s', (r) => formatNumber(median(r.map((x) => x.healthyHalfPerSec)))],
     ['4. All healthy, same repetition, deliveries/s', (r) => formatNumber(median(r.map((x) => x.isolationControlPerSec)))],
     ['4. Healthy half / all healthy (per repetition)', (r) => formatRatio(median(r.map((x) => x.isolationRatio)))],
+    ['4. Healthy half / healthy half alone (per repetition)', (r) => formatRatio(median(r.map((x) => x.isolationAloneRatio)))],
   ];
   const lines = [
     `${rounds} rounds, ${options.events} events × ${options.webhooks} webhooks${options.quick ? ' (BENCH_QUICK=1)' : ''}; medians over the rounds`,

@@ -54,6 +54,8 @@ export function renderResults(r: BenchResults): string {
   const isoControlRate = summarize(r.isolation.map((x) => x.allHealthy.deliveriesPerSec));
   const isoRatios = summarize(r.isolation.map((x) => x.ratio));
   const isoRatio = isoRatios.median;
+  const isoAloneRate = summarize(r.isolation.map((x) => x.healthyAlone.deliveriesPerSec));
+  const isoAloneRatios = summarize(r.isolation.map((x) => x.aloneRatio));
   const emptyRate = summarize(r.scale.empty.runs.map((x) => x.deliveriesPerSec));
   const largeRate = summarize(r.scale.large.runs.map((x) => x.deliveriesPerSec));
   const slowdown = 1 - largeRate.median / emptyRate.median;
@@ -145,19 +147,23 @@ export function renderResults(r: BenchResults): string {
     '',
     '### 4. Isolation',
     '',
-    `Per repetition two runs of ${formatNumber(o.events)} events, one right after the other (in alternating order), each on ` +
-      `${o.webhooks} fresh webhooks: one with every webhook healthy, one with half of them on a receiver that accepts and never ` +
-      `answers (WEBHOOK_TIMEOUT=${r.settings['WEBHOOK_TIMEOUT']}). Measured: the healthy half's throughput ` +
+    `Per repetition three runs of ${formatNumber(o.events)} events, one right after the other (the order rotates), each on ` +
+      `fresh webhooks: ${o.webhooks} webhooks all healthy; ${o.webhooks} with half of them on a receiver that accepts and never ` +
+      `answers (WEBHOOK_TIMEOUT=${r.settings['WEBHOOK_TIMEOUT']}); and the healthy half's ${o.webhooks - Math.floor(o.webhooks / 2)} ` +
+      `webhooks alone. Measured: the healthy half's throughput ` +
       `(${formatNumber(o.events * (o.webhooks - Math.floor(o.webhooks / 2)))} deliveries) against the all-healthy run's ` +
-      `(${formatNumber(o.events * o.webhooks)}), as a ratio within each repetition.`,
+      `(${formatNumber(o.events * o.webhooks)}), as a ratio within each repetition (the target's ratio), and against the ` +
+      `healthy half alone (the same deliveries with no broken endpoint beside them).`,
     '',
     '| | median (range) |',
     '|---|---|',
     `| Healthy half, deliveries/s | ${formatSummary(isoRate)} |`,
     `| All healthy (same repetitions), deliveries/s | ${formatSummary(isoControlRate)} |`,
     `| Ratio (per repetition) | ${formatRatio(isoRatio)} (${formatRatio(isoRatios.min)}–${formatRatio(isoRatios.max)}) |`,
+    `| Healthy half alone (same repetitions), deliveries/s | ${formatSummary(isoAloneRate)} |`,
+    `| Healthy half / healthy half alone (per repetition) | ${formatRatio(isoAloneRatios.median)} (${formatRatio(isoAloneRatios.min)}–${formatRatio(isoAloneRatios.max)}) |`,
     `| Healthy-half publish-to-receipt p50 / p99 | ${ms(r.isolation.map((x) => x.healthyHalf.p50), 0)} / ${ms(r.isolation.map((x) => x.healthyHalf.p99), 0)} |`,
-    `| Gateway CPU per healthy delivery, half broken / all healthy | ${ms(r.isolation.map((x) => x.healthyHalf.gatewayCpuMsPerDelivery), 2)} / ${ms(r.isolation.map((x) => x.allHealthy.gatewayCpuMsPerDelivery), 2)} |`,
+    `| Gateway CPU per healthy delivery, half broken / all healthy / healthy half alone | ${ms(r.isolation.map((x) => x.healthyHalf.gatewayCpuMsPerDelivery), 2)} / ${ms(r.isolation.map((x) => x.allHealthy.gatewayCpuMsPerDelivery), 2)} / ${ms(r.isolation.map((x) => x.healthyAlone.gatewayCpuMsPerDelivery), 2)} |`,
     '',
     '### 5. Scale',
     '',
