@@ -19,6 +19,8 @@ interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
   'Index Name'?: string;
+  'Index Cond'?: string;
+  'Recheck Cond'?: string;
   Plans?: PlanNode[];
 }
 
@@ -162,10 +164,39 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
     expect(claim).toContain('delivery_leased_idx');
     expect(indexes(await tuned('publish'))).toContain('webhook_tenant_seq_idx');
     expect(indexes(await tuned('publish_many'))).toContain('webhook_tenant_seq_idx');
+
     // The record finds its rows by id, never by reading a webhook's whole history in its index.
     const record = indexes(await tuned('record'));
     expect(record).toContain('delivery_pkey');
     expect(record).not.toContain('delivery_webhook_idx');
+  });
+
+  it('publishing probes each event tenant’s webhooks, even when statistics show one tenant', async () => {
+    // Planned while every webhook belongs to one tenant, a join would read them all at once and
+    // keep doing so for every batch once there are many tenants. Done in a transaction that is
+    // rolled back (ANALYZE included), so the other tests' tables stay as they are.
+    const c = await connect(true);
+    await c.query('begin');
+    try {
+      await c.query('delete from webhook');
+      await c.query(`
+        insert into webhook (id, tenant_id, name, url, secret_encrypted, events, enabled, created_at, updated_at)
+        select 'wh_solo_' || i, 'tenant-solo', 'hook ' || i, 'https://example.test/' || i, 'x', array['drift.detected'], true, now(), now()
+        from generate_series(1, 10) i`);
+      await c.query('analyze webhook');
+      for (const name of ['publish', 'publish_many'] as const) {
+        const s = statements[name];
+        await c.query(`prepare solo_${name} as ${s.text}`);
+        const args = s.values.map((v) => (v === null ? 'null' : c.escapeLiteral(String(v)))).join(', ');
+        const [row] = (await c.query(`explain (format json) execute solo_${name}(${args})`)).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
+        const probes = nodesOf(row!['QUERY PLAN'][0].Plan).filter((n) => n['Relation Name'] === 'webhook');
+        expect(probes.length, name).toBeGreaterThan(0);
+        // An index scan's Index Cond, or a bitmap heap scan's Recheck Cond (its index scan's).
+        for (const probe of probes) expect(probe['Index Cond'] ?? probe['Recheck Cond'] ?? '', name).toContain('tenant_id');
+      }
+    } finally {
+      await c.query('rollback');
+    }
   });
 });
 

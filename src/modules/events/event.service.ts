@@ -104,9 +104,13 @@ with input as (
     id text, tenant_id text, type text, data jsonb, idempotency_key text, notices json
   )) with ordinality as i(id, tenant_id, type, data, idempotency_key, notices, ord)
 ), targets as (
+  -- One index probe per event for its tenant's webhooks (the offset 0 keeps the subquery from
+  -- being flattened into a join, whose generic plan could read every webhook instead).
   select i.id as event_id, w.id, w.seq
   from input i
-  join webhook w on w.tenant_id = i.tenant_id and w.enabled and i.type = any(w.events)
+  cross join lateral (
+    select w.id, w.seq from webhook w where w.tenant_id = i.tenant_id and w.enabled and i.type = any(w.events) offset 0
+  ) w
 ), ev as (
   insert into event (id, tenant_id, type, data, idempotency_key, delivery_count)
   select i.id, i.tenant_id, i.type, i.data, i.idempotency_key, (select count(*) from targets t where t.event_id = i.id)
