@@ -76,14 +76,14 @@ with targets as (${targets}
   select ${NEW_DELIVERY_ID}, $1, r.id, $2, $3, 'pending', 0, case when $6::boolean then null else now() end
   from (select t.id, t.seq, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
   order by r.seq
-  returning id, webhook_id
+  returning id
 ), notified as (
   select pg_notify(n.channel, n.payload)
   from json_to_recordset($7::json) as n(channel text, payload text)
   where exists (select 1 from queued)
 )
 select (select published_at from ev) as published_at,
-       array(select q.id from queued q join targets t on t.id = q.webhook_id order by t.seq) as delivery_ids,
+       array(select q.id from queued q) as delivery_ids,
        (select count(*) from notified) as notified`;
 }
 
@@ -97,7 +97,7 @@ const PUBLISH_TO_ONE = publishStatement(`
 // Several events in one statement, for publishes that arrive together (group commit: see
 // publishTogether). $1 the events, in order: [{id, tenant_id, type, data, idempotency_key,
 // notices}]; each event's notices are sent when it queued at least one delivery. Answers one row
-// per event, in order.
+// per event, in order: its id, time and number of deliveries (not their ids).
 export const PUBLISH_MANY = `
 with input as (
   select * from rows from (json_to_recordset($1::json) as (
@@ -106,35 +106,34 @@ with input as (
 ), targets as (
   -- One index probe per event for its tenant's webhooks (the offset 0 keeps the subquery from
   -- being flattened into a join, whose generic plan could read every webhook instead).
-  select i.id as event_id, w.id, w.seq
+  select i.id as event_id, i.tenant_id, i.type, i.ord, w.id, w.seq
   from input i
   cross join lateral (
     select w.id, w.seq from webhook w where w.tenant_id = i.tenant_id and w.enabled and i.type = any(w.events) offset 0
   ) w
+), counts as (
+  -- Aggregated once, so nothing below compares every event with every target.
+  select t.event_id, count(*) as n from targets t group by t.event_id
 ), ev as (
   insert into event (id, tenant_id, type, data, idempotency_key, delivery_count)
-  select i.id, i.tenant_id, i.type, i.data, i.idempotency_key, (select count(*) from targets t where t.event_id = i.id)
-  from input i
+  select i.id, i.tenant_id, i.type, i.data, i.idempotency_key, coalesce(c.n, 0)
+  from input i left join counts c on c.event_id = i.id
   order by i.ord
-  returning id, published_at
+  returning id, published_at, delivery_count
 ), queued as (
   insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at)
-  select ${NEW_DELIVERY_ID}, r.event_id, r.id, i.tenant_id, i.type, 'pending', 0, now()
-  from (select t.event_id, t.id, t.seq, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
-  join input i on i.id = r.event_id
-  order by i.ord, r.seq
-  returning id, event_id, webhook_id
+  select ${NEW_DELIVERY_ID}, r.event_id, r.id, r.tenant_id, r.type, 'pending', 0, now()
+  from (select t.*, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
+  order by r.ord, r.seq
+  returning 1
 ), notified as (
   select pg_notify(n.channel, n.payload)
-  from input i cross join lateral json_to_recordset(i.notices) as n(channel text, payload text)
-  where exists (select 1 from queued q where q.event_id = i.id)
+  from input i
+  join counts c on c.event_id = i.id
+  cross join lateral json_to_recordset(i.notices) as n(channel text, payload text)
 )
-select i.id,
-       (select ev.published_at from ev where ev.id = i.id) as published_at,
-       array(select q.id from queued q join targets t on t.event_id = q.event_id and t.id = q.webhook_id
-             where q.event_id = i.id order by t.seq) as delivery_ids,
-       (select count(*) from notified) as notified
-from input i
+select ev.id, ev.published_at, ev.delivery_count, (select count(*) from notified) as notified
+from input i join ev on ev.id = i.id
 order by i.ord`;
 
 interface EventToPublish {
@@ -150,7 +149,6 @@ interface EventToPublish {
 interface PublishedEvent {
   id: string;
   deliveries: number;
-  deliveryIds: string[];
   publishedAt: Date;
 }
 
@@ -163,17 +161,12 @@ async function publishMany(events: EventToPublish[]): Promise<PublishedEvent[]> 
     idempotency_key: e.idempotencyKey,
     notices: e.notices ?? [],
   }));
-  const rows = await runStatement<{ id: string; published_at: Date | string; delivery_ids: string[] }>(
+  const rows = await runStatement<{ id: string; published_at: Date | string; delivery_count: number }>(
     events[0]!.em,
     PUBLISH_MANY,
     [JSON.stringify(input)],
   );
-  return rows.map((row) => ({
-    id: row.id,
-    deliveries: row.delivery_ids.length,
-    deliveryIds: row.delivery_ids,
-    publishedAt: new Date(row.published_at),
-  }));
+  return rows.map((row) => ({ id: row.id, deliveries: Number(row.delivery_count), publishedAt: new Date(row.published_at) }));
 }
 
 const publishers = new WeakMap<object, (event: EventToPublish) => Promise<PublishedEvent>>();
