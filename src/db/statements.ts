@@ -111,8 +111,8 @@ export async function runStatement<R extends pg.QueryResultRow>(
  * simple-protocol query: in READ COMMITTED the statement's snapshot is taken once the lock is
  * held, so it sees everything the previous holder of the lock committed. The simple protocol
  * cannot bind values, so they are written into the query as literals: finite numbers, and arrays
- * of strings (escaped, as text[]). On the statement pool the
- * statement is prepared once per connection (SQL PREPARE) and the query EXECUTEs it.
+ * of strings (escaped, as text[]). On the statement pool the statement is prepared once per
+ * connection (SQL PREPARE) and the query EXECUTEs it.
  */
 export async function runAfterLock<R extends pg.QueryResultRow>(
   em: EntityManager,

@@ -37,9 +37,10 @@ interface ClaimRow {
 // Fairness: the oldest-waiting webhooks come first, and no webhook gets more than `cap` requests
 // open at once, counted across every worker, so one slow endpoint cannot take every slot. A
 // webhook's open requests are its leased rows, less the claiming worker's own rows whose request
-// is over and whose record is still being written (they stay leased until it commits). SKIP LOCKED lets concurrent workers pass over rows another claim is taking right now;
-// the lease (longer than the HTTP timeout) is what keeps a row from being sent twice while its
-// worker lives, and what hands it to another worker when that worker dies.
+// is over and whose record is still being written (they stay leased until it commits). SKIP
+// LOCKED lets concurrent workers pass over rows another claim is taking right now; the lease
+// (longer than the HTTP timeout) is what keeps a row from being sent twice while its worker
+// lives, and what hands it to another worker when that worker dies.
 // Claims run one at a time across every worker: each one takes a transaction-scoped advisory lock
 // before the statement that reads the leased counts, so it sees every lease the claim before it
 // took. Two claims reading counts side by side would each see the other's rows as free, skip them

@@ -18,7 +18,7 @@ const RECORD_RETRY = { retries: 10, minTimeout: 200, maxTimeout: 5_000 };
 
 export function createAttemptRecorder(orm: MikroORM): AttemptRecorder {
   const record = createGroupCommit<AttemptRecord, RecordedAttempt | null>({
-    writeBatch: async (inputs) => (await recordAttempts(orm.em.fork(), inputs)).map((r) => r ?? null),
+    writeBatch: (inputs) => recordAttempts(orm.em.fork(), inputs),
     // A batch that failed is written one by one with retries, so an attempt that cannot be stored
     // (or a blip that outlasts one statement) costs only itself.
     writeAlone: (input) => pRetry(() => recordAttempts(orm.em.fork(), [input]), RECORD_RETRY).then(([r]) => r ?? null),

@@ -45,8 +45,14 @@ describe('publishes that arrive together', () => {
              ('wh_t3', 'together', 'three', 'https://example.test/3', '{drift.detected}', true, 'x'),
              ('wh_t4', 'together', 'off', 'https://example.test/4', '{drift.detected}', false, 'x'),
              ('wh_t5', 'together', 'other', 'https://example.test/5', '{alert.created}', true, 'x')`);
-    // The LISTEN is issued on first use; give it a moment, then a round trip, before publishing.
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // On Postgres the LISTEN connection opens on first use and, once listening, wakes each
+    // channel's listeners once: wait for that, so the count below is of the publishes' wake-ups.
+    const deadline = Date.now() + 5_000;
+    while (!db.embedded && dueWakeUps === 0) {
+      if (Date.now() > deadline) throw new Error('the LISTEN connection did not come up');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    dueWakeUps = 0;
   });
 
   afterAll(async () => {

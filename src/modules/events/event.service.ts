@@ -125,7 +125,6 @@ with input as (
   select ${NEW_DELIVERY_ID}, r.event_id, r.id, r.tenant_id, r.type, 'pending', 0, now()
   from (select t.*, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
   order by r.ord, r.seq
-  returning 1
 ), notified as (
   select pg_notify(n.channel, n.payload)
   from input i
