@@ -183,15 +183,7 @@ function publishTogether(event: EventToPublish): Promise<PublishedEvent> {
   if (!publish) {
     publish = createGroupCommit<EventToPublish, PublishedEvent>({
       writeBatch: publishMany,
-      writeAlone: (e) =>
-        insertEventWithDeliveries(e.em, {
-          id: e.id,
-          tenantId: e.tenantId,
-          type: e.type,
-          data: e.data,
-          idempotencyKey: e.idempotencyKey,
-          notices: e.notices,
-        }),
+      writeAlone: (e) => insertEventWithDeliveries(e.em, e),
     });
     publishers.set(key, publish);
   }
