@@ -11,7 +11,7 @@ import { createSecretBox } from './crypto/secrets.js';
 import { createLocalNotifier, createPostgresNotifier, type Notifier } from './db/notifier.js';
 import { migrate, openDatabase, type Database } from './db/orm.js';
 import { createDeliverer } from './delivery/deliverer.js';
-import { createScheduler, type Scheduler } from './delivery/scheduler.js';
+import { createScheduler, schedulerOptions, type Scheduler } from './delivery/scheduler.js';
 import { createSender } from './delivery/sender.js';
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
@@ -90,21 +90,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     });
 
     if (config.role !== 'api') {
-      scheduler = createScheduler({
-        orm: db.orm,
-        notifier,
-        deliverer,
-        logger,
-        options: {
-          concurrency: config.workerConcurrency,
-          perWebhookCap: config.maxInFlightPerWebhook,
-          pollIntervalMs: config.pollIntervalMs,
-          // The margin (WORKER_LEASE_MARGIN) covers recording the attempt after the HTTP timeout,
-          // so a live worker never loses its lease mid-send; a dead worker's rows come back after it.
-          leaseMs: config.webhookTimeoutMs + config.workerLeaseMarginMs,
-          attemptRetentionMs: config.attemptRetentionMs,
-        },
-      });
+      scheduler = createScheduler({ orm: db.orm, notifier, deliverer, logger, options: schedulerOptions(config) });
       scheduler.start();
     }
 

@@ -3,7 +3,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
-import { CHANNEL_DELIVERIES_DUE, type Notifier } from './db/notifier.js';
+import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from './db/notifier.js';
 import type { Deliverer } from './delivery/deliverer.js';
 import { ApiKeyService } from './modules/api-keys/api-key.service.js';
 import { DeliveryService, queuePing } from './modules/deliveries/delivery.service.js';
@@ -42,6 +42,9 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
       await wakeWorkers();
     },
     afterCancel: (webhook, ids) => announceCancelled(deps.notifier, webhook.tenantId, webhook.id, ids),
+    // A hint, like every notice: a lost one leaves a spare to be sent as claimed, as a request
+    // already open when the change committed is.
+    afterChange: (webhookId) => deps.notifier.notify(CHANNEL_WEBHOOKS_CHANGED, webhookId).catch(() => undefined),
   });
   return {
     webhooks,

@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 
 export const CHANNEL_DELIVERIES_DUE = 'gateway_deliveries_due';
 export const CHANNEL_DELIVERY_UPDATES = 'gateway_delivery_updates';
+/** A webhook was changed or deleted; the payload is its id. Workers hand back its spare rows. */
+export const CHANNEL_WEBHOOKS_CHANGED = 'gateway_webhooks_changed';
 
 export type NotificationHandler = (payload: string) => void;
 

@@ -32,26 +32,33 @@ interface ClaimRow {
   enabled: boolean;
   data: Record<string, unknown>;
   published_at: Date | string;
+  send_now: boolean;
 }
 
 // Fairness: the oldest-waiting webhooks come first, and no webhook gets more than `cap` requests
-// open at once, counted across every worker, so one slow endpoint cannot take every slot. A
-// webhook's open requests are its leased rows, less the claiming worker's own rows whose request
-// is over and whose record is still being written (they stay leased until it commits). SKIP
+// open at once, counted across every worker, so one slow endpoint cannot take every slot. SKIP
 // LOCKED lets concurrent workers pass over rows another claim is taking right now; the lease
 // (longer than the HTTP timeout) is what keeps a row from being sent twice while its worker
 // lives, and what hands it to another worker when that worker dies.
 // Claims run one at a time across every worker: each one takes a transaction-scoped advisory lock
-// before the statement that reads the leased counts, so it sees every lease the claim before it
-// took. Two claims reading counts side by side would each see the other's rows as free, skip them
+// before the statement that reads the leases, so it sees every lease the claim before it took.
+// Two claims reading leases side by side would each see the other's rows as free, skip them
 // (SKIP LOCKED) and take their own share, and the cap would hold per worker instead of per webhook.
-// A claim takes a few milliseconds and as many rows as its worker has free slots.
 // The heads are found without reading the queue behind them, so a claim costs the same with ten
 // rows waiting or a million: a loose index scan of delivery_pending_webhook_idx visits each
 // webhook with pending rows once (one index probe per webhook), one more probe finds its oldest
-// free due row, and the leased counts come from delivery_leased_idx, which only holds the rows in
-// flight. Webhooks already at their cap are left out of the heads, so they cannot crowd out the
-// others, and each head takes `cap - leased` rows.
+// free due row, and the leases come from delivery_leased_idx, which only holds the rows in flight.
+//
+// Spare rows. A claim takes a round trip, and a webhook that answers in a millisecond or two
+// would spend most of its time waiting for the next claim to refill its slots. So a claim may
+// also lease the claiming worker one spare row per request it will have open to the webhook; the
+// worker sends a spare the moment one of its own requests to that webhook ends, in that
+// request's place. The cap still holds across workers: every row a worker could open (a request
+// or a spare) is leased and so counted by every other worker's claim, a worker opens only rows it
+// holds, and a spare only replaces a request that ended, so the worker's own count of open
+// requests never grows past what its claim allowed. Spares are only given out on webhooks no
+// other worker holds rows of (a spare behind another worker's request would wait for nothing),
+// and only beside a request of the claiming worker, whose end sends it.
 const CLAIM_LOCK = 724_311_902;
 
 // A webhook's due rows that no live lease holds, oldest first: the head's age and the rows taken.
@@ -62,9 +69,10 @@ const FREE_DUE_ROWS_OF_HEAD = `from delivery x
       and (x.lease_expires_at is null or x.lease_expires_at <= now())
     order by x.webhook_id, x.next_attempt_at`;
 
-// $1 the per-webhook cap, $2 the most rows to take, $3 the lease in ms, $4 the leased rows of this
-// worker whose request is over (answered, failed or timed out) and whose record is still being
-// written: no request to their endpoint is open, so they do not count against the cap.
+// $1 the per-webhook cap, $2 the most rows to send now (the worker's free slots), $3 the lease in
+// ms of a row sent now, $4 the lease in ms of a spare row (it may wait one request before it is
+// sent), $5 every row this worker holds leased (its requests, the ones being recorded, its
+// spares), and for each webhook it holds rows of: $6 its id, $7 the requests open, $8 the spares.
 export const CLAIM_SQL = `
 with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
@@ -80,40 +88,79 @@ with recursive durability as (
           limit 1)
   from hooks h
   where h.webhook_id is not null
-), leased as (
+), own as materialized (
+  -- Materialized, as is others: each is worked out once per claim and then looked up per head.
+  -- Inlined (what Postgres does with a CTE referenced once), the join below would run the lease
+  -- count again for every head, since these statements' connections plan no hash joins.
+  select * from unnest($6::text[], $7::text[]::int[], $8::text[]::int[]) as o(webhook_id, open, spares)
+), others as materialized (
+  -- Every other worker's rows: its requests, its records being written, its spares.
   select webhook_id, count(*) as leased
   from delivery
   where lease_expires_at is not null and lease_expires_at > now()
-    and id <> all($4::text[])
+    and id <> all($5::text[])
   group by webhook_id
-), heads as (
-  select h.webhook_id, f.oldest, coalesce(l.leased, 0) as leased
+), counted as (
+  select h.webhook_id, f.oldest,
+         coalesce(l.leased, 0) as others, coalesce(o.open, 0) as open, coalesce(o.spares, 0) as spares
   from hooks h
   cross join lateral (
     select x.next_attempt_at as oldest
     ${FREE_DUE_ROWS_OF_HEAD}
     limit 1
   ) f
-  left join leased l on l.webhook_id = h.webhook_id
-  where coalesce(l.leased, 0) < $1::int
-  order by f.oldest
-  limit $2::int
+  left join others l on l.webhook_id = h.webhook_id
+  left join own o on o.webhook_id = h.webhook_id
+), heads as (
+  select c.*, s.can_send,
+         -- At most one spare per request of this worker after the claim.
+         case when c.others = 0 then greatest(0, c.open + s.can_send - c.spares) else 0 end as may_spare
+  from counted c
+  cross join lateral (select greatest(0, $1::int - c.others - c.open) as can_send) s
 ), picked as (
-  select d.id
+  select h.webhook_id, h.oldest, h.can_send, d.id, d.next_attempt_at
   from heads h
   cross join lateral (
-    select x.id
+    select x.id, x.next_attempt_at
     ${FREE_DUE_ROWS_OF_HEAD}
-    limit $1::int - h.leased
+    limit h.can_send + h.may_spare
     for update skip locked
   ) d
+  where h.can_send + h.may_spare > 0
+), ranked as (
+  select p.*, row_number() over (partition by p.webhook_id order by p.next_attempt_at, p.id) as rn
+  from picked p
+), sends as (
+  -- The worker's free slots go to the oldest-waiting heads first.
+  select r.id, r.webhook_id, r.rn
+  from ranked r
+  where r.rn <= r.can_send
+  order by r.oldest, r.webhook_id, r.rn
   limit $2::int
+), granted as (
+  select webhook_id, count(*) as n from sends group by webhook_id
+), spares as (
+  -- Picked but not sent now, in order; kept while they do not outnumber this worker's requests.
+  select r.id
+  from (
+    select r.id, r.webhook_id, row_number() over (partition by r.webhook_id order by r.rn) as k
+    from ranked r
+    where not exists (select 1 from sends s where s.id = r.id)
+  ) r
+  join heads h on h.webhook_id = r.webhook_id
+  left join granted g on g.webhook_id = r.webhook_id
+  where h.others = 0 and r.k <= h.open + coalesce(g.n, 0) - h.spares
+), chosen as (
+  select id, true as send_now from sends
+  union all
+  select id, false as send_now from spares
 ), claimed as (
   update delivery d
-  set lease_expires_at = now() + ($3::float8 * interval '1 millisecond'), updated_at = now()
-  from picked p
-  where d.id = p.id
-  returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts
+  set lease_expires_at = now() + ((case when c.send_now then $3::float8 else $4::float8 end) * interval '1 millisecond'),
+      updated_at = now()
+  from chosen c
+  where d.id = c.id
+  returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts, c.send_now
 )
 select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at
 from claimed c
@@ -121,33 +168,74 @@ cross join durability
 join webhook w on w.id = c.webhook_id
 join event e on e.id = c.event_id`;
 
+/** What a worker holds of one webhook, as the claim counts it. */
+export interface HeldShare {
+  webhookId: string;
+  /** Requests open (sent, not yet answered). */
+  open: number;
+  /** Spare rows waiting for one of those requests to end. */
+  spares: number;
+}
+
+export interface Claimed {
+  /** To send now. */
+  send: ClaimedDelivery[];
+  /** Spare rows: each to be sent in place of one of this worker's requests to its webhook. */
+  spares: ClaimedDelivery[];
+}
+
 export async function claimDue(
   em: EntityManager,
   options: {
     limit: number;
     perWebhookCap: number;
     leaseMs: number;
-    /** Ids of this worker's leased rows whose request is over and whose record is being written. */
-    sentIds?: readonly string[];
+    /** Lease of a spare row; it may wait up to one request before it is sent. */
+    spareLeaseMs?: number;
+    /** Every row this worker holds leased: requests open, records being written, spares. */
+    heldIds?: readonly string[];
+    /** This worker's requests and spares per webhook (webhooks it holds nothing of may be left out). */
+    shares?: readonly HeldShare[];
   },
-): Promise<ClaimedDelivery[]> {
+): Promise<Claimed> {
   const { perWebhookCap, limit, leaseMs } = options;
-  const sentIds = options.sentIds ?? [];
-  for (const id of sentIds) if (!isId('del', id)) throw new Error(`not a delivery id: ${JSON.stringify(id)}`);
-  const rows = await runAfterLock<ClaimRow>(em, CLAIM_LOCK, CLAIM_SQL, [perWebhookCap, limit, leaseMs, sentIds]);
-  return rows.map((r) => ({
-    id: r.id,
-    webhookId: r.webhook_id,
-    tenantId: r.tenant_id,
-    eventId: r.event_id,
-    eventType: r.event_type,
-    attempts: Number(r.attempts),
-    url: r.url,
-    secretEncrypted: r.secret_encrypted,
-    enabled: r.enabled,
-    data: r.data,
-    publishedAt: new Date(r.published_at),
-  }));
+  const heldIds = options.heldIds ?? [];
+  const shares = options.shares ?? [];
+  for (const id of heldIds) if (!isId('del', id)) throw new Error(`not a delivery id: ${JSON.stringify(id)}`);
+  for (const share of shares) {
+    if (!isId('wh', share.webhookId)) throw new Error(`not a webhook id: ${JSON.stringify(share.webhookId)}`);
+    if (!Number.isSafeInteger(share.open) || !Number.isSafeInteger(share.spares) || share.open < 0 || share.spares < 0) {
+      throw new Error('open requests and spares are whole numbers');
+    }
+  }
+  const rows = await runAfterLock<ClaimRow>(em, CLAIM_LOCK, CLAIM_SQL, [
+    perWebhookCap,
+    limit,
+    leaseMs,
+    options.spareLeaseMs ?? leaseMs,
+    heldIds,
+    shares.map((s) => s.webhookId),
+    shares.map((s) => String(s.open)),
+    shares.map((s) => String(s.spares)),
+  ]);
+  const claimed: Claimed = { send: [], spares: [] };
+  for (const r of rows) {
+    const delivery: ClaimedDelivery = {
+      id: r.id,
+      webhookId: r.webhook_id,
+      tenantId: r.tenant_id,
+      eventId: r.event_id,
+      eventType: r.event_type,
+      attempts: Number(r.attempts),
+      url: r.url,
+      secretEncrypted: r.secret_encrypted,
+      enabled: r.enabled,
+      data: r.data,
+      publishedAt: new Date(r.published_at),
+    };
+    (r.send_now ? claimed.send : claimed.spares).push(delivery);
+  }
+  return claimed;
 }
 
 export interface RecordedAttempt {

@@ -88,3 +88,67 @@ export async function startReceiver(responder: Responder = answer(200, 'ok')): P
     },
   };
 }
+
+export interface CountingReceiver {
+  receiver: Receiver;
+  /** Requests open right now, and the most ever open at once. */
+  open(): number;
+  maxOpen(): number;
+  /** The requests held open, oldest first. */
+  held(): ReceivedRequest[];
+  /** Answers the oldest held request with 200 and keeps holding the others. */
+  releaseOne(): ReceivedRequest;
+  /** Answers every held request with 200 and answers whatever comes next at once. */
+  release(): void;
+}
+
+/**
+ * A receiver that counts the requests it has open at once (and the most it ever had). While
+ * `holding`, it keeps every request that `hold` matches open; the others are answered at once. A
+ * request stops being open the moment the test answers it (before the answer is written, so the
+ * gateway cannot have started its next attempt yet) or when the gateway drops the connection.
+ */
+export async function countingReceiver(options: { holding: boolean; hold: (r: ReceivedRequest) => boolean }): Promise<CountingReceiver> {
+  let holding = options.holding;
+  let open = 0;
+  let maxOpen = 0;
+  const held: { req: ReceivedRequest; res: ServerResponse; done: () => void }[] = [];
+  const receiver = await startReceiver((req, n, res) => {
+    open += 1;
+    maxOpen = Math.max(maxOpen, open);
+    let closed = false;
+    const done = () => {
+      if (closed) return;
+      closed = true;
+      open -= 1;
+    };
+    res.once('close', done);
+    if (holding && options.hold(req)) {
+      held.push({ req, res, done });
+      return;
+    }
+    done();
+    answer(200)(req, n, res);
+  });
+  const ok = ({ res, done }: (typeof held)[number]) => {
+    done();
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('ok');
+  };
+  return {
+    receiver,
+    open: () => open,
+    maxOpen: () => maxOpen,
+    held: () => held.map((h) => h.req),
+    releaseOne() {
+      const first = held.shift();
+      if (!first) throw new Error('no request is held');
+      ok(first);
+      return first.req;
+    },
+    release() {
+      holding = false;
+      for (const h of held.splice(0)) ok(h);
+    },
+  };
+}

@@ -46,7 +46,7 @@ const statements: Record<Name, { text: string; values: unknown[] }> = {
       ),
     ],
   },
-  claim: { text: CLAIM_SQL, values: [4, 32, 40_000, '{}'] },
+  claim: { text: CLAIM_SQL, values: [4, 32, 40_000, 50_000, '{}', '{}', '{}', '{}'] },
   record: { text: RECORD_SQL, values: ['[]'] },
 };
 
@@ -130,7 +130,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
     await ended;
     c.release();
     // The next claim gets a fresh connection; the dropped one raised no uncaught error.
-    await expect(claimDue(db.orm.em.fork(), { limit: 8, perWebhookCap: 4, leaseMs: 40_000 })).resolves.toEqual([]);
+    await expect(claimDue(db.orm.em.fork(), { limit: 8, perWebhookCap: 4, leaseMs: 40_000 })).resolves.toEqual({ send: [], spares: [] });
   });
 
   it('plans made on empty tables stay index probes as the tables grow', async () => {
@@ -242,6 +242,43 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
       expect(delivered.rows[0].n).toBe(840);
       expect(batch).toBeLessThan(10 * 800);
       expect(one).toBeLessThan(10 * 40);
+    } finally {
+      await c.query('rollback');
+    }
+  });
+  it('a claim reads the leases once, however many webhooks have rows due', async () => {
+    // 50 webhooks with due rows, two of each leased to another worker. Counted from EXPLAIN
+    // ANALYZE: the lease count is one pass over delivery_leased_idx, not one per webhook (a CTE
+    // inlined into the per-webhook join would run once per head). Rolled back like the tests above.
+    const c = await connect(true);
+    await c.query('begin');
+    try {
+      await c.query('delete from delivery');
+      await c.query(`
+        insert into webhook (id, tenant_id, name, url, secret_encrypted, events, enabled, created_at, updated_at)
+        select 'wh_lease_' || i, 'tenant-lease', 'hook ' || i, 'https://example.test/' || i, 'x', array['drift.detected'], true, now(), now()
+        from generate_series(1, 50) i`);
+      await c.query(`
+        insert into event (id, tenant_id, type, data, delivery_count, published_at)
+        select 'evt_lease_' || i, 'tenant-lease', 'drift.detected', '{}', 50, now() from generate_series(1, 5) i`);
+      await c.query(`
+        insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, lease_expires_at, created_at, updated_at)
+        select 'del_lease_' || w || '_' || e, 'evt_lease_' || e, 'wh_lease_' || w, 'tenant-lease', 'drift.detected', 'pending', 0,
+               now() - interval '1 minute', case when e <= 2 then now() + interval '1 minute' end, now(), now()
+        from generate_series(1, 50) w, generate_series(1, 5) e`);
+      await c.query(`prepare lease_claim as ${CLAIM_SQL}`);
+      const [row] = (
+        await c.query(`explain (analyze, format json) execute lease_claim(4, 32, 40000, 50000, '{}', '{}', '{}', '{}')`)
+      ).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
+      const leaseScans = nodesOf(row!['QUERY PLAN'][0].Plan).filter((n) => n['Index Name'] === 'delivery_leased_idx');
+      expect(leaseScans.length).toBeGreaterThan(0);
+      for (const scan of leaseScans) expect(scan['Actual Loops']).toBe(1);
+      // And it counted them: with two leased of each, a cap of 4 leaves room for two more per webhook.
+      const leased = await c.query(`
+        select webhook_id, count(*)::int as n from delivery where lease_expires_at > now() group by webhook_id order by n desc`);
+      expect(leased.rows.length).toBe(50);
+      expect(leased.rows[0].n).toBeLessThanOrEqual(4);
+      expect(leased.rows.reduce((sum, r) => sum + r.n, 0)).toBe(100 + 32);
     } finally {
       await c.query('rollback');
     }

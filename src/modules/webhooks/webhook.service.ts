@@ -32,6 +32,11 @@ export interface WebhookServiceDeps {
   afterCommit?: (webhook: Webhook) => Promise<unknown>;
   /** Called after a commit that cancelled pending deliveries (the webhook was disabled). */
   afterCancel?: (webhook: Webhook, deliveryIds: string[]) => Promise<unknown>;
+  /**
+   * Called after a commit that changed where or whether the webhook is sent to (its URL, enabled,
+   * or its deletion), so workers drop what they hold of it as it was.
+   */
+  afterChange?: (webhookId: string) => Promise<unknown>;
 }
 
 const NAME_MAX = 255;
@@ -151,6 +156,7 @@ export class WebhookService {
         return changes.enabled === false ? cancelPendingForWebhook(em, webhook.id) : [];
       });
       if (cancelled.length > 0) await this.deps.afterCancel?.(webhook, cancelled);
+      if (changes.url !== undefined || changes.enabled !== undefined) await this.deps.afterChange?.(webhook.id);
     }
     return webhook;
   }
@@ -160,6 +166,7 @@ export class WebhookService {
     // Deliveries and attempts go with the webhook (on delete cascade), which also takes every
     // pending retry out of the queue in the same statement.
     await this.em.nativeDelete(WebhookSchema, { id: webhook.id, tenantId });
+    await this.deps.afterChange?.(webhook.id);
   }
 
   decryptSecret(webhook: Webhook): string {

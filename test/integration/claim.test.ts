@@ -1,0 +1,165 @@
+// The claim statement itself (CLAIM_SQL through claimDue), on seeded rows: what it sends now, which
+// spare rows it leases beside them, and how the leases of other workers and the claiming worker's
+// own requests and spares bound both. Each test seeds webhooks of its own.
+import { randomBytes } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate, openDatabase, type Database } from '../../src/db/orm.js';
+import { claimDue, releaseLeases, type Claimed, type HeldShare } from '../../src/delivery/queue.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
+
+const LEASE_MS = 40_000;
+const SPARE_LEASE_MS = 50_000;
+const CAP = 2;
+
+let database: TestDatabase;
+let db: Database;
+const em = (): EntityManager => db.orm.em.fork();
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  db = await openDatabase({ databaseUrl: database.env['DATABASE_URL'], dataDir: database.dataDir }, { preparedStatements: true });
+  await migrate(db);
+});
+
+afterAll(async () => {
+  await db?.close();
+  await database?.drop();
+});
+
+/** Webhooks with `due` pending deliveries each, due a minute ago, oldest first in the given order. */
+async function seed(due: number[]): Promise<string[]> {
+  const tag = randomBytes(6).toString('hex');
+  // Ids in the gateway's shape (the claim checks the ids it is given): 20 characters after the prefix.
+  const hooks = due.map((_, i) => `wh_claimx${tag}x${i}`);
+  const conn = em().getConnection();
+  // The claim looks at every webhook: each test starts from an empty queue.
+  await conn.execute('delete from webhook');
+  await conn.execute('delete from event');
+  await conn.execute(`insert into event (id, tenant_id, type, data, delivery_count, published_at)
+    values ('evt_claim${tag}', 'claim-tests', 'drift.detected', '{}', 0, now())`);
+  for (const [i, id] of hooks.entries()) {
+    await conn.execute(
+      `insert into webhook (id, tenant_id, name, url, secret_encrypted, events, enabled, created_at, updated_at)
+       values (?, 'claim-tests', ?, 'https://receiver.example/hook', 'x', array['drift.detected'], true, now(), now())`,
+      [id, `hook ${i}`],
+    );
+    await conn.execute(
+      `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
+       select 'del_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), 'evt_claim${tag}', ?, 'claim-tests', 'drift.detected', 'pending', 0,
+              now() - interval '1 minute' + (? * interval '1 second') + (n * interval '1 millisecond'), now(), now()
+       from generate_series(1, ?) n`,
+      [i, id, i, due[i]],
+    );
+  }
+  return hooks;
+}
+
+/** One worker's view of what it holds, as the scheduler keeps it. */
+class Worker {
+  readonly open = new Map<string, string[]>();
+  readonly spares = new Map<string, string[]>();
+  /** Requests that ended and whose record is being written: still leased, no longer open. */
+  readonly recording: string[] = [];
+
+  async claim(limit: number): Promise<Claimed> {
+    const shares: HeldShare[] = [...new Set([...this.open.keys(), ...this.spares.keys()])].map((webhookId) => ({
+      webhookId,
+      open: this.open.get(webhookId)?.length ?? 0,
+      spares: this.spares.get(webhookId)?.length ?? 0,
+    }));
+    const heldIds = [...this.open.values(), ...this.spares.values(), this.recording].flat();
+    const claimed = await claimDue(em(), { limit, perWebhookCap: CAP, leaseMs: LEASE_MS, spareLeaseMs: SPARE_LEASE_MS, heldIds, shares });
+    for (const d of claimed.send) this.open.set(d.webhookId, [...(this.open.get(d.webhookId) ?? []), d.id]);
+    for (const d of claimed.spares) this.spares.set(d.webhookId, [...(this.spares.get(d.webhookId) ?? []), d.id]);
+    return claimed;
+  }
+
+  /** A request ends and, as the scheduler does, the next spare of that webhook is sent in its place. */
+  endRequest(webhookId: string): void {
+    const open = this.open.get(webhookId)!;
+    this.recording.push(open.shift()!);
+    const spare = this.spares.get(webhookId)?.shift();
+    if (spare) open.push(spare);
+  }
+}
+
+const byHook = (claimed: Claimed, hook: string) => ({
+  send: claimed.send.filter((d) => d.webhookId === hook).length,
+  spares: claimed.spares.filter((d) => d.webhookId === hook).length,
+});
+
+/** The attempt's record committed: the delivery is done and its lease gone. */
+async function recorded(id: string): Promise<void> {
+  await em().getConnection().execute(`update delivery set status = 'success', lease_expires_at = null where id = ?`, [id]);
+}
+
+async function leaseSeconds(ids: string[]): Promise<number[]> {
+  const rows = await em()
+    .getConnection()
+    .execute<{ s: number }[]>(
+      `select extract(epoch from lease_expires_at - now())::float8 as s from delivery where id in (select jsonb_array_elements_text(?::jsonb)) order by id`,
+      [JSON.stringify(ids)],
+    );
+  return rows.map((r) => Number(r.s));
+}
+
+describe('claiming due deliveries, with spare rows', () => {
+  it('a fresh claim sends up to the cap on each webhook and leases one spare behind each request, for longer', async () => {
+    const [a, b] = await seed([6, 6]);
+    const claimed = await new Worker().claim(10);
+    expect(byHook(claimed, a!)).toEqual({ send: CAP, spares: CAP });
+    expect(byHook(claimed, b!)).toEqual({ send: CAP, spares: CAP });
+    // The oldest rows are sent, the next ones held.
+    const idsOfA = (list: { id: string; webhookId: string }[]) => list.filter((d) => d.webhookId === a).map((d) => d.id.slice(-3));
+    expect(idsOfA(claimed.send).sort()).toEqual(['001', '002']);
+    expect(idsOfA(claimed.spares).sort()).toEqual(['003', '004']);
+    for (const s of await leaseSeconds(claimed.send.map((d) => d.id))) expect(s).toBeCloseTo(LEASE_MS / 1000, -1);
+    for (const s of await leaseSeconds(claimed.spares.map((d) => d.id))) expect(s).toBeCloseTo(SPARE_LEASE_MS / 1000, -1);
+  });
+
+  it('another worker gets nothing of a webhook whose requests and spares reach the cap, and no spares beside another worker', async () => {
+    const [a] = await seed([8]);
+    const first = new Worker();
+    const second = new Worker();
+    expect(byHook(await first.claim(10), a!)).toEqual({ send: CAP, spares: CAP });
+    expect(byHook(await second.claim(10), a!)).toEqual({ send: 0, spares: 0 });
+    // The first worker's spares handed back: its requests still hold the cap.
+    await releaseLeases(em(), first.spares.get(a!)!);
+    first.spares.delete(a!);
+    expect(byHook(await second.claim(10), a!)).toEqual({ send: 0, spares: 0 });
+    // One of its requests ends and is recorded: the second worker may open one, with no spare,
+    // since the first still holds a lease of the webhook.
+    await recorded(first.open.get(a!)!.shift()!);
+    expect(byHook(await second.claim(10), a!)).toEqual({ send: 1, spares: 0 });
+    expect(byHook(await first.claim(10), a!)).toEqual({ send: 0, spares: 0 });
+  });
+
+  it('the claiming worker tops its spares up while its own requests hold the cap, never past one per request', async () => {
+    const [a] = await seed([10]);
+    const worker = new Worker();
+    expect(byHook(await worker.claim(10), a!)).toEqual({ send: CAP, spares: CAP });
+    // Nothing ended: requests and spares are both full.
+    expect(byHook(await worker.claim(10), a!)).toEqual({ send: 0, spares: 0 });
+    // Both requests end and the spares take their place: the cap is still held by requests, and
+    // the claim leases new spares behind them instead of sending anything.
+    worker.endRequest(a!);
+    worker.endRequest(a!);
+    expect(byHook(await worker.claim(10), a!)).toEqual({ send: 0, spares: CAP });
+    worker.endRequest(a!);
+    expect(byHook(await worker.claim(10), a!)).toEqual({ send: 0, spares: 1 });
+  });
+
+  it('free worker slots go to the oldest-waiting webhooks, and only a webhook given a request gets spares', async () => {
+    const [older, newer] = await seed([5, 5]);
+    const claimed = await new Worker().claim(1);
+    expect(byHook(claimed, older!)).toEqual({ send: 1, spares: 1 });
+    expect(byHook(claimed, newer!)).toEqual({ send: 0, spares: 0 });
+  });
+
+  it('spares never outnumber the rows due', async () => {
+    const [a] = await seed([3]);
+    const claimed = await new Worker().claim(10);
+    expect(byHook(claimed, a!)).toEqual({ send: CAP, spares: 1 });
+  });
+});
