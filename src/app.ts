@@ -120,7 +120,7 @@ export function createApp(deps: AppDeps): App {
         sendError(res, 401, 'UNAUTHORIZED', 'metrics need the METRICS_TOKEN bearer token');
         return path;
       }
-      const text = await metrics.registry.metrics();
+      const text = await metrics.render();
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
       res.end(text);
       return path;

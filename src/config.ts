@@ -24,6 +24,8 @@ export interface Config {
     tenantClaim: string;
   };
   role: Role;
+  /** With ROLE=all on a real Postgres: the worker runs on a thread of its own. */
+  workerThread: boolean;
   workerConcurrency: number;
   maxInFlightPerWebhook: number;
   pollIntervalMs: number;
@@ -122,6 +124,7 @@ const envSchema = z.object({
   JWT_AUDIENCE: optionalString,
   JWT_TENANT_CLAIM: z.string().min(1).default('sub'),
   ROLE: z.enum(['all', 'api', 'worker']).default('all'),
+  WORKER_THREAD: boolean(true),
   WORKER_CONCURRENCY: integer(32, 1, 1024),
   WORKER_MAX_IN_FLIGHT_PER_WEBHOOK: integer(4, 1, 1024),
   WORKER_POLL_INTERVAL: duration('1s'),
@@ -193,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tenantClaim: e.JWT_TENANT_CLAIM,
     },
     role: e.ROLE,
+    workerThread: e.WORKER_THREAD,
     workerConcurrency: e.WORKER_CONCURRENCY,
     maxInFlightPerWebhook: e.WORKER_MAX_IN_FLIGHT_PER_WEBHOOK,
     pollIntervalMs: e.WORKER_POLL_INTERVAL,

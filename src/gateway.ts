@@ -13,6 +13,7 @@ import { migrate, openDatabase, type Database } from './db/orm.js';
 import { createDeliverer } from './delivery/deliverer.js';
 import { createScheduler, schedulerOptions, type Scheduler } from './delivery/scheduler.js';
 import { createSender } from './delivery/sender.js';
+import { startWorkerThread, usesWorkerThread } from './delivery/worker-thread.js';
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
 import { createMetrics } from './observability/metrics.js';
@@ -89,7 +90,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       logger,
     });
 
-    if (config.role !== 'api') {
+    if (usesWorkerThread(config, db.embedded)) {
+      const thread = await startWorkerThread({ config: { ...config, encryptionKey: key }, logger });
+      scheduler = thread;
+      metrics.addSource(() => thread.metrics());
+    } else if (config.role !== 'api') {
       scheduler = createScheduler({ orm: db.orm, notifier, deliverer, logger, options: schedulerOptions(config) });
       scheduler.start();
     }

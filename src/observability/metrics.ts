@@ -1,35 +1,40 @@
 // Prometheus metrics, one registry per gateway (tests run several gateways in one process).
 // The queue figures are read from Postgres at scrape time, so every instance reports the shared
-// backlog rather than a guess of its own.
+// backlog rather than a guess of its own. A worker on a thread of its own keeps its delivery
+// metrics in a registry there; the process's /metrics adds them in at each scrape.
 import type { MikroORM } from '@mikro-orm/postgresql';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from 'prom-client';
 
-export interface Metrics {
-  registry: Registry;
-  httpRequests: Counter<'method' | 'route' | 'status'>;
-  httpDuration: Histogram<'method' | 'route'>;
+export interface DeliveryMetrics {
   attempts: Counter<'outcome' | 'error_class'>;
   attemptDuration: Histogram<'outcome'>;
   deliveriesFinished: Counter<'status'>;
 }
 
-export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => number }): Metrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
+export interface Metrics extends DeliveryMetrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpDuration: Histogram<'method' | 'route'>;
+  /** The Prometheus text of this registry and of every source added. */
+  render(): Promise<string>;
+  /** Metrics kept elsewhere (a worker thread's), summed with this registry's at each scrape; null when unavailable. */
+  addSource(read: () => Promise<MetricsSnapshot | null>): void;
+}
 
-  const httpRequests = new Counter({
-    name: 'gateway_http_requests_total',
-    help: 'HTTP requests answered, by route pattern and status.',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers: [registry],
-  });
-  const httpDuration = new Histogram({
-    name: 'gateway_http_request_duration_seconds',
-    help: 'Time to answer HTTP requests.',
-    labelNames: ['method', 'route'] as const,
-    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-    registers: [registry],
-  });
+/** What a registry's getMetricsAsJSON() answers; it crosses threads as is. */
+export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
+
+/** The delivery path's metrics, registered on `registry`. */
+export function createDeliveryMetrics(registry: Registry): DeliveryMetrics {
   const attempts = new Counter({
     name: 'gateway_delivery_attempts_total',
     help: 'Delivery attempts made, by outcome and error class.',
@@ -49,6 +54,28 @@ export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => n
     labelNames: ['status'] as const,
     registers: [registry],
   });
+  return { attempts, attemptDuration, deliveriesFinished };
+}
+
+export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => number }): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'gateway_' });
+  const sources: (() => Promise<MetricsSnapshot | null>)[] = [];
+
+  const httpRequests = new Counter({
+    name: 'gateway_http_requests_total',
+    help: 'HTTP requests answered, by route pattern and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const httpDuration = new Histogram({
+    name: 'gateway_http_request_duration_seconds',
+    help: 'Time to answer HTTP requests.',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+    registers: [registry],
+  });
+  const delivery = createDeliveryMetrics(registry);
 
   // One query per scrape feeds both queue gauges. Each gauge awaits it in its own collect():
   // prom-client reads a gauge's value right after that gauge's collect() settles, so a value set
@@ -101,5 +128,19 @@ export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => n
     },
   });
 
-  return { registry, httpRequests, httpDuration, attempts, attemptDuration, deliveriesFinished };
+  async function render(): Promise<string> {
+    if (sources.length === 0) return registry.metrics();
+    const others = (await Promise.all(sources.map((read) => read()))).filter((m): m is MetricsSnapshot => m !== null);
+    if (others.length === 0) return registry.metrics();
+    return AggregatorRegistry.aggregate([(await registry.getMetricsAsJSON()) as MetricsSnapshot, ...others]).metrics();
+  }
+
+  return {
+    registry,
+    httpRequests,
+    httpDuration,
+    ...delivery,
+    render,
+    addSource: (read) => void sources.push(read),
+  };
 }
