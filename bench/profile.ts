@@ -1,9 +1,10 @@
 // `npx tsx bench/profile.ts`: one throughput run of scenario 1 with the gateway under --cpu-prof,
 // then the functions and packages that took the most CPU time. Where to look before changing
 // anything; PROFILE_EVENTS and PROFILE_WEBHOOKS size the run, PROFILE_KEEP=1 keeps the
-// .cpuprofile (open it in Chrome DevTools). PROFILE_PUBLISH_ONLY=1 profiles publishing alone: the
+// .cpuprofile files (open them in Chrome DevTools). PROFILE_PUBLISH_ONLY=1 profiles publishing alone: the
 // gateway runs with ROLE=api, so nothing is delivered. PROFILE_BROKEN=5 points five of the
-// webhooks at a receiver that never answers, as scenario 4 does.
+// webhooks at a receiver that never answers, as scenario 4 does. Each thread is reported apart
+// (with ROLE=all on Postgres the worker has a thread of its own).
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -73,24 +74,31 @@ async function main(): Promise<void> {
     });
     process.stdout.write(`${JSON.stringify(result)}\n`);
     await gateway.stop();
-    const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'));
-    if (!file) throw new Error('no profile written');
-    const profile = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { nodes: ProfileNode[] };
-    const byFunction = new Map<string, number>();
-    const byPlace = new Map<string, number>();
-    let all = 0;
-    for (const node of profile.nodes) {
-      const hits = node.hitCount ?? 0;
-      if (node.callFrame.functionName === '(idle)') continue;
-      all += hits;
-      const { functionName, url, lineNumber } = node.callFrame;
-      const name = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')}:${lineNumber + 1}`;
-      byFunction.set(name, (byFunction.get(name) ?? 0) + hits);
-      byPlace.set(where(url), (byPlace.get(where(url)) ?? 0) + hits);
+    // One profile per thread: CPU.<date>.<time>.<pid>.<thread id>.<n>.cpuprofile, thread 0 the main
+    // one (the API, and the worker unless it has a thread of its own).
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+    if (files.length === 0) throw new Error('no profile written');
+    for (const file of files) {
+      const threadId = file.split('.').at(-3);
+      const label = threadId === '0' ? 'main thread' : `thread ${threadId} (worker)`;
+      const profile = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { nodes: ProfileNode[] };
+      const byFunction = new Map<string, number>();
+      const byPlace = new Map<string, number>();
+      let all = 0;
+      for (const node of profile.nodes) {
+        const hits = node.hitCount ?? 0;
+        if (node.callFrame.functionName === '(idle)') continue;
+        all += hits;
+        const { functionName, url, lineNumber } = node.callFrame;
+        const name = `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/dist\//, 'dist/')}:${lineNumber + 1}`;
+        byFunction.set(name, (byFunction.get(name) ?? 0) + hits);
+        byPlace.set(where(url), (byPlace.get(where(url)) ?? 0) + hits);
+      }
+      process.stdout.write(`\n== ${label}: ${all} busy samples\n`);
+      process.stdout.write(`\nbusy samples by package:\n${top(byPlace, all, 20).join('\n')}\n`);
+      process.stdout.write(`\nbusy samples by function (self time):\n${top(byFunction, all, 40).join('\n')}\n`);
     }
-    process.stdout.write(`\nbusy samples by package:\n${top(byPlace, all, 20).join('\n')}\n`);
-    process.stdout.write(`\nbusy samples by function (self time):\n${top(byFunction, all, 40).join('\n')}\n`);
-    if (process.env['PROFILE_KEEP'] === '1') process.stdout.write(`\nprofile kept: ${path.join(dir, file)}\n`);
+    if (process.env['PROFILE_KEEP'] === '1') process.stdout.write(`\nprofiles kept in ${dir}\n`);
     else await rm(dir, { recursive: true, force: true });
   } finally {
     await receiver.close();
