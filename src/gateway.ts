@@ -12,7 +12,7 @@ import { createLocalNotifier, createPostgresNotifier, type Notifier } from './db
 import { migrate, openDatabase, type Database } from './db/orm.js';
 import { createDeliverer } from './delivery/deliverer.js';
 import { createScheduler, schedulerOptions, type Scheduler } from './delivery/scheduler.js';
-import { createSender } from './delivery/sender.js';
+import { createSender, senderOptions } from './delivery/sender.js';
 import { startWorkerThread, usesWorkerThread } from './delivery/worker-thread.js';
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
@@ -43,11 +43,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let scheduler: Scheduler | undefined;
   let rateLimiter: RateLimiter | undefined;
   let live: LiveSubscriptions | undefined;
-  const sender = createSender({
-    timeoutMs: config.webhookTimeoutMs,
-    allowInsecureUrls: config.allowInsecureUrls,
-    responseBodyLimitBytes: config.responseBodyLimitBytes,
-  });
+  const sender = createSender(senderOptions(config));
 
   // Graceful: stop accepting, let requests and attempts in flight finish within the bound, hand
   // back the leases of whatever is still unsent, then close the database.

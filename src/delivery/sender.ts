@@ -5,6 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { got, type RequestError } from 'got';
 import pRetry, { AbortError } from 'p-retry';
+import type { Config } from '../config.js';
 import type { AttemptErrorClass } from '../modules/deliveries/delivery-attempt.entity.js';
 import { USER_AGENT } from '../version.js';
 import { checkLiteralHost, createSafeLookup } from './safe-lookup.js';
@@ -38,6 +39,15 @@ export interface SenderOptions {
   timeoutMs: number;
   allowInsecureUrls: boolean;
   responseBodyLimitBytes: number;
+}
+
+/** The sender's settings, from the gateway's. */
+export function senderOptions(config: Config): SenderOptions {
+  return {
+    timeoutMs: config.webhookTimeoutMs,
+    allowInsecureUrls: config.allowInsecureUrls,
+    responseBodyLimitBytes: config.responseBodyLimitBytes,
+  };
 }
 
 export interface Sender {

@@ -13,7 +13,7 @@ import { createLogger } from '../logger.js';
 import { createDeliveryMetrics } from '../observability/metrics.js';
 import { createDeliverer } from './deliverer.js';
 import { createScheduler, schedulerOptions } from './scheduler.js';
-import { createSender } from './sender.js';
+import { createSender, senderOptions } from './sender.js';
 import type { FromWorkerThread, ToWorkerThread, WorkerThreadData } from './worker-thread.js';
 
 const port = parentPort!;
@@ -44,11 +44,7 @@ async function main(config: Config): Promise<void> {
   const registry = new Registry();
   const metrics = createDeliveryMetrics(registry);
   const notifier = createPostgresNotifier({ url: db.url, orm: db.orm, logger });
-  const sender = createSender({
-    timeoutMs: config.webhookTimeoutMs,
-    allowInsecureUrls: config.allowInsecureUrls,
-    responseBodyLimitBytes: config.responseBodyLimitBytes,
-  });
+  const sender = createSender(senderOptions(config));
   const deliverer = createDeliverer({
     metrics,
     orm: db.orm,

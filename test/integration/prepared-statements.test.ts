@@ -32,6 +32,17 @@ function nodesOf(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodesOf)];
 }
 
+/** The nodes of the plan that `explain (format json)` (with `analyze`, when asked) gives for `statement`. */
+async function planNodes(c: pg.Client, statement: string, options: { analyze?: boolean } = {}): Promise<PlanNode[]> {
+  const explain = options.analyze ? 'explain (analyze, format json)' : 'explain (format json)';
+  const [row] = (await c.query(`${explain} ${statement}`)).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
+  return nodesOf(row!['QUERY PLAN'][0].Plan);
+}
+
+/** Values as SQL literals, for an EXECUTE's argument list. */
+const literals = (values: unknown[]) =>
+  values.map((v) => (v === null ? 'null' : pg.Client.prototype.escapeLiteral(String(v)))).join(', ');
+
 type Name = 'publish' | 'publish_many' | 'claim' | 'record';
 const statements: Record<Name, { text: string; values: unknown[] }> = {
   publish: {
@@ -58,11 +69,9 @@ async function prepareAll(c: pg.Client) {
     await c.query('rollback');
   }
   return async (name: Name): Promise<PlanNode[]> => {
-    const args = statements[name].values.map((v) => (v === null ? 'null' : pg.Client.prototype.escapeLiteral(String(v)))).join(', ');
     await c.query('begin');
     try {
-      const [row] = (await c.query(`explain (format json) execute ${name}(${args})`)).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
-      return nodesOf(row!['QUERY PLAN'][0].Plan);
+      return await planNodes(c, `execute ${name}(${literals(statements[name].values)})`);
     } finally {
       await c.query('rollback');
     }
@@ -191,9 +200,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
       for (const name of ['publish', 'publish_many'] as const) {
         const s = statements[name];
         await c.query(`prepare solo_${name} as ${s.text}`);
-        const args = s.values.map((v) => (v === null ? 'null' : c.escapeLiteral(String(v)))).join(', ');
-        const [row] = (await c.query(`explain (format json) execute solo_${name}(${args})`)).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
-        const probes = nodesOf(row!['QUERY PLAN'][0].Plan).filter((n) => n['Relation Name'] === 'webhook');
+        const probes = (await planNodes(c, `execute solo_${name}(${literals(s.values)})`)).filter((n) => n['Relation Name'] === 'webhook');
         expect(probes.length, name).toBeGreaterThan(0);
         // An index scan's Index Cond, or a bitmap heap scan's Recheck Cond (its index scan's).
         for (const probe of probes) expect(probe['Index Cond'] ?? probe['Recheck Cond'] ?? '', name).toContain('tenant_id');
@@ -225,8 +232,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
       await c.query(`prepare wide_publish(json) as ${PUBLISH_MANY}`);
       await c.query(`prepare wide_publish_one as ${PUBLISH_TO_SUBSCRIBERS}`);
       const work = async (execute: string) => {
-        const [row] = (await c.query(`explain (analyze, format json) ${execute}`)).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
-        const nodes = nodesOf(row!['QUERY PLAN'][0].Plan);
+        const nodes = await planNodes(c, execute, { analyze: true });
         const loops = (n: PlanNode) => n['Actual Loops'] ?? 1;
         const cteRowsRead = nodes.filter((n) => n['Node Type'] === 'CTE Scan').reduce((sum, n) => sum + (n['Actual Rows'] ?? 0) * loops(n), 0);
         const rowsDropped = nodes.reduce(
@@ -246,6 +252,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
       await c.query('rollback');
     }
   });
+
   it('a claim reads the leases once, however many webhooks have rows due', async () => {
     // 50 webhooks with due rows, two of each leased to another worker. Counted from EXPLAIN
     // ANALYZE: the lease count is one pass over delivery_leased_idx, not one per webhook (a CTE
@@ -267,10 +274,8 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
                now() - interval '1 minute', case when e <= 2 then now() + interval '1 minute' end, now(), now()
         from generate_series(1, 50) w, generate_series(1, 5) e`);
       await c.query(`prepare lease_claim as ${CLAIM_SQL}`);
-      const [row] = (
-        await c.query(`explain (analyze, format json) execute lease_claim(4, 32, 40000, 50000, '{}', '{}', '{}', '{}')`)
-      ).rows as { 'QUERY PLAN': [{ Plan: PlanNode }] }[];
-      const leaseScans = nodesOf(row!['QUERY PLAN'][0].Plan).filter((n) => n['Index Name'] === 'delivery_leased_idx');
+      const nodes = await planNodes(c, `execute lease_claim(${literals(statements.claim.values)})`, { analyze: true });
+      const leaseScans = nodes.filter((n) => n['Index Name'] === 'delivery_leased_idx');
       expect(leaseScans.length).toBeGreaterThan(0);
       for (const scan of leaseScans) expect(scan['Actual Loops']).toBe(1);
       // And it counted them: with two leased of each, a cap of 4 leaves room for two more per webhook.
