@@ -64,7 +64,6 @@ export function createApp(deps: AppDeps): App {
     contextFactory,
     logger,
     maxBodyBytes: config.maxBodyBytes,
-    maxEventBytes: config.maxEventBytes,
     onAuthenticated: limit,
   });
 

@@ -22,6 +22,8 @@ export interface Config {
     issuer: string | undefined;
     audience: string | undefined;
     tenantClaim: string;
+    /** Refuse JWTs without an `exp` claim. */
+    requireExp: boolean;
   };
   role: Role;
   /** With ROLE=all on a real Postgres: the worker runs on a thread of its own. */
@@ -37,6 +39,15 @@ export interface Config {
   retryScheduleMs: number[];
   allowInsecureUrls: boolean;
   rateLimitPerMinute: number;
+  /** Requests without valid credentials per client address and minute before 429. */
+  rateLimitAnonymousPerMinute: number;
+  /** How many X-Forwarded-For hops are trusted proxies (0: use the connection's address). */
+  trustProxy: number;
+  graphqlMaxDepth: number;
+  graphqlMaxAliases: number;
+  graphqlMaxTokens: number;
+  maxWebhooksPerTenant: number;
+  maxSubscriptionsPerTenant: number;
   allowedOrigins: string[];
   metricsToken: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -123,6 +134,7 @@ const envSchema = z.object({
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
   JWT_TENANT_CLAIM: z.string().min(1).default('sub'),
+  JWT_REQUIRE_EXP: boolean(true),
   ROLE: z.enum(['all', 'api', 'worker']).default('all'),
   WORKER_THREAD: boolean(true),
   WORKER_CONCURRENCY: integer(32, 1, 1024),
@@ -144,6 +156,13 @@ const envSchema = z.object({
     }),
   WEBHOOK_ALLOW_INSECURE_URLS: boolean(false),
   RATE_LIMIT_PER_MINUTE: integer(600, 0, 1_000_000),
+  RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(60, 1, 1_000_000),
+  TRUST_PROXY: integer(0, 0, 32),
+  GRAPHQL_MAX_DEPTH: integer(25, 1, 1000),
+  GRAPHQL_MAX_ALIASES: integer(30, 0, 10_000),
+  GRAPHQL_MAX_TOKENS: integer(5000, 100, 1_000_000),
+  MAX_WEBHOOKS_PER_TENANT: integer(100, 1, 1_000_000),
+  MAX_SUBSCRIPTIONS_PER_TENANT: integer(50, 1, 100_000),
   ALLOWED_ORIGINS: z
     .string()
     .default('')
@@ -194,6 +213,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
       tenantClaim: e.JWT_TENANT_CLAIM,
+      requireExp: e.JWT_REQUIRE_EXP,
     },
     role: e.ROLE,
     workerThread: e.WORKER_THREAD,
@@ -206,6 +226,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
     allowInsecureUrls: e.WEBHOOK_ALLOW_INSECURE_URLS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    rateLimitAnonymousPerMinute: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
+    trustProxy: e.TRUST_PROXY,
+    graphqlMaxDepth: e.GRAPHQL_MAX_DEPTH,
+    graphqlMaxAliases: e.GRAPHQL_MAX_ALIASES,
+    graphqlMaxTokens: e.GRAPHQL_MAX_TOKENS,
+    maxWebhooksPerTenant: e.MAX_WEBHOOKS_PER_TENANT,
+    maxSubscriptionsPerTenant: e.MAX_SUBSCRIPTIONS_PER_TENANT,
     allowedOrigins: e.ALLOWED_ORIGINS,
     metricsToken: e.METRICS_TOKEN,
     logLevel: e.LOG_LEVEL,

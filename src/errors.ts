@@ -2,9 +2,11 @@
 // GraphQL (extensions.code) and REST ({error, code, details}) always agree.
 export const ERROR_STATUS = {
   BAD_REQUEST: 400,
+  QUERY_TOO_COMPLEX: 400,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   VALIDATION_ERROR: 422,
@@ -41,8 +43,9 @@ export class RateLimitedError extends AppError {
   constructor(
     readonly retryAfterSec: number,
     readonly headers: Record<string, string>,
+    message = `rate limit exceeded; retry in ${retryAfterSec} s`,
   ) {
-    super('RATE_LIMITED', `rate limit exceeded; retry in ${retryAfterSec} s`);
+    super('RATE_LIMITED', message);
     this.name = 'RateLimitedError';
   }
 }

@@ -35,6 +35,7 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
   const webhooks = new WebhookService(em, {
     secretBox: deps.secretBox,
     allowInsecureUrls: deps.config.allowInsecureUrls,
+    maxWebhooksPerTenant: deps.config.maxWebhooksPerTenant,
     onCreated: queuePing,
     afterCommit: async (webhook) => {
       // Announced before the workers wake, so watchers hear of the ping before its attempt.
@@ -49,7 +50,7 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
   return {
     webhooks,
     apiKeys: new ApiKeyService(em),
-    events: new EventService(em, deps.notifier),
+    events: new EventService(em, deps.notifier, deps.config.maxEventBytes),
     deliveries: new DeliveryService(em, deps.deliverer, webhooks),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deliveryUpdateHub(deps)),
   };

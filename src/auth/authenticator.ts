@@ -2,10 +2,12 @@
 // Every failure is the same 401 to the caller; the reason goes only to the log.
 import type { MikroORM } from '@mikro-orm/postgresql';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { Config } from '../config.js';
 import { isApiKeyFormat } from '../crypto/api-key-token.js';
 import { AppError } from '../errors.js';
 import { findActiveApiKey } from '../modules/api-keys/api-key.service.js';
+import { isValidTenantId, TENANT_ID_RULE } from './tenant-id.js';
 import type { Viewer } from './viewer.js';
 
 export interface Authenticator {
@@ -19,18 +21,20 @@ const unauthorized = (message = 'invalid or expired token') => new AppError('UNA
 
 // Checking a JWT's signature goes through WebCrypto on every request, and scanners and scripts
 // send the same token again and again. A token that passed is remembered by its exact text for a
-// short while, never past its own expiry, so a repeat costs a map lookup; anything else (a new,
-// changed or expired token) is verified in full.
+// short while, never past its own expiry, so a repeat costs a lookup; anything else (a new,
+// changed or expired token) is verified in full. The tokens are the callers' text, so the cache is
+// bounded in bytes as well as in entries.
 const VERIFIED_TTL_MS = 60_000;
 const VERIFIED_MAX = 5_000;
+const VERIFIED_MAX_BYTES = 16 * 1024 * 1024;
 
 export function createAuthenticator(config: Config, orm: MikroORM): Authenticator {
-  const { secret, jwksUrl, issuer, audience, tenantClaim } = config.jwt;
+  const { secret, jwksUrl, issuer, audience, tenantClaim, requireExp } = config.jwt;
   const hmacKey = secret ? new TextEncoder().encode(secret) : undefined;
   const jwks: JWTVerifyGetKey | undefined = jwksUrl ? createRemoteJWKSet(new URL(jwksUrl)) : undefined;
 
   async function verifyJwt(token: string): Promise<JWTPayload> {
-    const options = { issuer, audience };
+    const options = { issuer, audience, requiredClaims: requireExp ? ['exp'] : [] };
     try {
       if (hmacKey) return (await jwtVerify(token, hmacKey, { ...options, algorithms: ['HS256'] })).payload;
       if (jwks) {
@@ -47,19 +51,19 @@ export function createAuthenticator(config: Config, orm: MikroORM): Authenticato
     throw unauthorized();
   }
 
-  const verified = new Map<string, { payload: JWTPayload; until: number }>();
+  const verified = new LRUCache<string, JWTPayload>({
+    max: VERIFIED_MAX,
+    maxSize: VERIFIED_MAX_BYTES,
+    sizeCalculation: (payload, token) => token.length + JSON.stringify(payload).length,
+    ttl: VERIFIED_TTL_MS,
+  });
 
   async function verifyJwtOnce(token: string): Promise<JWTPayload> {
-    const now = Date.now();
     const hit = verified.get(token);
-    if (hit && hit.until > now) return hit.payload;
-    if (hit) verified.delete(token);
+    if (hit) return hit;
     const payload = await verifyJwt(token);
-    const until = Math.min(now + VERIFIED_TTL_MS, typeof payload.exp === 'number' ? payload.exp * 1000 : Infinity);
-    if (until > now) {
-      if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value!);
-      verified.set(token, { payload, until });
-    }
+    const ttl = Math.min(VERIFIED_TTL_MS, typeof payload.exp === 'number' ? payload.exp * 1000 - Date.now() : Infinity);
+    if (ttl >= 1) verified.set(token, payload, { ttl: Math.floor(ttl) });
     return payload;
   }
 
@@ -77,14 +81,17 @@ export function createAuthenticator(config: Config, orm: MikroORM): Authenticato
         if (!isApiKeyFormat(token)) throw unauthorized('invalid or revoked API key');
         const key = await findActiveApiKey(orm.em.fork(), token);
         if (!key) throw unauthorized('invalid or revoked API key');
-        return { tenantId: key.tenantId, role: 'user', via: 'api_key' };
+        return { tenantId: key.tenantId, role: 'user', via: 'api_key', apiKeyId: key.id };
       }
       const payload = await verifyJwtOnce(token);
       const role = payload['role'] === 'service_role' ? 'service' : 'user';
+      const expiresAt = typeof payload.exp === 'number' ? { expiresAt: new Date(payload.exp * 1000) } : {};
       const tenant = payload[tenantClaim];
-      if (typeof tenant === 'string' && tenant !== '') return { tenantId: tenant, role, via: 'jwt' };
-      if (role === 'service') return { tenantId: null, role, via: 'jwt' };
-      throw unauthorized(`token has no "${tenantClaim}" claim`);
+      // Service tokens, as Supabase issues them, may carry no tenant at all.
+      if (tenant === undefined && role === 'service') return { tenantId: null, role, via: 'jwt', ...expiresAt };
+      if (tenant === undefined) throw unauthorized(`token has no "${tenantClaim}" claim`);
+      if (!isValidTenantId(tenant)) throw unauthorized(`the "${tenantClaim}" claim must be ${TENANT_ID_RULE}`);
+      return { tenantId: tenant, role, via: 'jwt', ...expiresAt };
     },
   };
 }

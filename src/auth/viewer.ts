@@ -6,6 +6,10 @@ export interface Viewer {
   /** `service` for JWTs whose role is service_role: they may publish for any tenant. */
   role: 'user' | 'service';
   via: 'jwt' | 'api_key';
+  /** The API key that authenticated this caller, so a stream can end when it is revoked. */
+  apiKeyId?: string;
+  /** When the JWT stops being valid (its `exp`); a stream ends then. */
+  expiresAt?: Date;
 }
 
 export function requireViewer(viewer: Viewer | null): Viewer {

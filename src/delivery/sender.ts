@@ -7,6 +7,7 @@ import { got, type RequestError } from 'got';
 import pRetry, { AbortError } from 'p-retry';
 import type { Config } from '../config.js';
 import type { AttemptErrorClass } from '../modules/deliveries/delivery-attempt.entity.js';
+import { parseWebhookUrl } from '../modules/webhooks/url-policy.js';
 import { USER_AGENT } from '../version.js';
 import { checkLiteralHost, createSafeLookup } from './safe-lookup.js';
 import { infraAuditSignature, standardWebhooksSignature } from './signature.js';
@@ -198,7 +199,9 @@ export function createSender(options: SenderOptions): Sender {
       const headers = signedHeaders(d, Math.floor(started / 1000));
       const base = { requestHeaders: headers, requestBody: d.body };
       try {
-        checkLiteralHost(new URL(d.url).hostname, options.allowInsecureUrls);
+        const target = parseWebhookUrl(d.url);
+        if (!target) throw Object.assign(new Error('the webhook URL does not pass validation'), { code: 'EBLOCKED' });
+        checkLiteralHost(target.hostname, options.allowInsecureUrls);
         const res = await post(d, headers, started + options.timeoutMs);
         const ok = res.statusCode >= 200 && res.statusCode < 300;
         return {

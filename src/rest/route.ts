@@ -55,8 +55,6 @@ export interface RestRoute {
   operation: string;
   /** When set, a JSON object body is required and checked against it (wrong types are 400). */
   body?: z.ZodType<Record<string, unknown>>;
-  /** Largest accepted body in bytes; defaults to MAX_BODY_BYTES. */
-  maxBodyBytes?: 'event';
   variables?: (input: RouteInput) => Record<string, unknown>;
   /** HTTP status on success. */
   status: number | ((data: Record<string, unknown>) => number);

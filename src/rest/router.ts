@@ -33,7 +33,6 @@ export interface RestRouterOptions {
   contextFactory: RequestContextFactory;
   logger: Logger;
   maxBodyBytes: number;
-  maxEventBytes: number;
   /** Called once the viewer is known; may set headers or refuse (rate limits). */
   onAuthenticated?: (viewer: Viewer, res: ServerResponse) => Promise<void>;
 }
@@ -135,8 +134,7 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
           if (!isJsonContentType(req.headers['content-type'])) {
             throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
           }
-          const limit = route.maxBodyBytes === 'event' ? options.maxEventBytes : options.maxBodyBytes;
-          const parsed = route.body.safeParse(parseJsonObject(await readBody(req, limit)));
+          const parsed = route.body.safeParse(parseJsonObject(await readBody(req, options.maxBodyBytes)));
           if (!parsed.success) {
             const issue = parsed.error.issues[0]!;
             const field = issue.path.join('.');

@@ -16,7 +16,6 @@ export const eventRoutes: RestRoute[] = [
         .optional()
         .describe("Required with a service token; otherwise absent or the caller's own tenant."),
     }),
-    maxBodyBytes: 'event',
     variables: ({ body }) => ({
       input: { event: body['event'], data: body['data'], tenantId: body['tenant_id'] ?? null },
     }),

@@ -7,6 +7,7 @@ import { CHANNEL_DELIVERIES_DUE, CHANNEL_DELIVERY_UPDATES, type Notifier } from 
 import { createGroupCommit } from '../../db/group-commit.js';
 import { runStatement } from '../../db/statements.js';
 import { isStorableText, MAX_JSON_DEPTH, unstorableJson } from '../../db/storable-text.js';
+import { isValidTenantId, TENANT_ID_RULE } from '../../auth/tenant-id.js';
 import { AppError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { eventDeliveriesNotice } from '../../subscriptions/delivery-update-notice.js';
@@ -40,10 +41,8 @@ function resolveTenant(viewer: Viewer, requested: string | null | undefined): st
     if (requested === undefined || requested === null || requested === '') {
       throw new AppError('BAD_REQUEST', 'tenant_id is required with a service token', { field: 'tenant_id' });
     }
-    if (!isStorableText(requested)) {
-      throw new AppError('VALIDATION_ERROR', 'tenant_id must not contain NUL characters or unpaired surrogates', {
-        field: 'tenant_id',
-      });
+    if (!isValidTenantId(requested)) {
+      throw new AppError('BAD_REQUEST', `tenant_id must be ${TENANT_ID_RULE}`, { field: 'tenant_id' });
     }
     return requested;
   }
@@ -233,6 +232,8 @@ export class EventService {
   constructor(
     private readonly em: EntityManager,
     private readonly notifier: Notifier,
+    /** MAX_EVENT_BYTES: the largest serialized `data` a publish may store. */
+    private readonly maxEventBytes = Infinity,
   ) {}
 
   async publish(viewer: Viewer, input: PublishInput): Promise<PublishResult> {
@@ -247,6 +248,10 @@ export class EventService {
     const data = input.data;
     if (typeof data !== 'object' || data === null || Array.isArray(data)) {
       throw new AppError('BAD_REQUEST', 'data must be a JSON object', { field: 'data' });
+    }
+    // Measured on the serialized data, whichever way it arrived (REST body or GraphQL variables).
+    if (Buffer.byteLength(JSON.stringify(data)) > this.maxEventBytes) {
+      throw new AppError('PAYLOAD_TOO_LARGE', `data is larger than ${this.maxEventBytes} bytes once serialized`, { field: 'data' });
     }
     const unstorable = unstorableJson(data);
     if (unstorable) {

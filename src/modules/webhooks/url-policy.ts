@@ -5,10 +5,29 @@ export type UrlCheck = { ok: true; url: string } | { ok: false; message: string 
 
 const MAX_URL_LENGTH = 2048;
 
-// The WHATWG parser silently drops leading/trailing C0 controls and spaces and
-// strips tabs and newlines anywhere, so such a string would be stored as one
+// The WHATWG parser silently drops leading/trailing C0 controls and spaces, strips tabs and
+// newlines anywhere and reads a backslash as a slash, so such a string would be stored as one
 // thing and delivered as another; refuse it instead of normalizing it.
-const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+const REWRITTEN_BY_PARSER = /[\p{Cc}\s\\]/u;
+
+/**
+ * The one parse of a webhook URL, used at registration and again by the sender, so both read the
+ * same host and path. Undefined when the text is not an absolute http(s) URL that parses as
+ * written.
+ */
+export function parseWebhookUrl(raw: string): URL | undefined {
+  if (REWRITTEN_BY_PARSER.test(raw)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  // For http(s) the parser also reads `https:host` and `https:///host` as if they were
+  // `https://host/`, so the stored text would name another host than the one delivered to.
+  const special = url.protocol === 'http:' || url.protocol === 'https:';
+  return special && !/^https?:\/\/[^/]/i.test(raw) ? undefined : url;
+}
 
 const fail = (message: string): UrlCheck => ({ ok: false, message });
 
@@ -21,24 +40,16 @@ export function checkWebhookUrl(raw: string, allowInsecure: boolean): UrlCheck {
   if (raw.length > MAX_URL_LENGTH) {
     return fail(`url must be at most ${MAX_URL_LENGTH} characters`);
   }
-  if (raw !== raw.trim() || CONTROL_CHARS.test(raw)) {
-    return fail('url is not a valid absolute URL');
+  if (REWRITTEN_BY_PARSER.test(raw)) {
+    return fail('url must not contain whitespace, control characters or backslashes');
   }
-
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
+  const url = parseWebhookUrl(raw);
+  if (!url) {
     return fail('url is not a valid absolute URL');
   }
 
   if (!(url.protocol === 'https:' || (allowInsecure && url.protocol === 'http:'))) {
     return fail(allowInsecure ? 'url must use http or https' : 'url must use https');
-  }
-  // For http(s) the parser also reads `https:host`, `https:///host` and backslashes as if they
-  // were `https://host/`, so the stored text would name another host than the one delivered to.
-  if (!/^https?:\/\/[^/\\]/i.test(raw)) {
-    return fail('url is not a valid absolute URL');
   }
   // Credentials in a URL end up in logs and in the delivery list shown to
   // users; receivers must authenticate deliveries via the signature instead.

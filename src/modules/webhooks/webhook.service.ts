@@ -26,6 +26,8 @@ export interface CreatedWebhook {
 export interface WebhookServiceDeps {
   secretBox: SecretBox;
   allowInsecureUrls: boolean;
+  /** MAX_WEBHOOKS_PER_TENANT. */
+  maxWebhooksPerTenant?: number;
   /** Called inside the create transaction so the verification ping is queued with the webhook. */
   onCreated?: (em: EntityManager, webhook: Webhook) => Promise<void>;
   /** Called after a commit that queued something to send. */
@@ -91,6 +93,24 @@ export class WebhookService {
     return webhook;
   }
 
+  /**
+   * Refuses a webhook past the tenant's quota. Two creates of one tenant at once are serialized
+   * by a transaction-scoped advisory lock on the tenant, so both cannot count the same free slot.
+   */
+  private async reserveWebhookSlot(em: EntityManager, tenantId: string): Promise<void> {
+    const max = this.deps.maxWebhooksPerTenant;
+    if (max === undefined) return;
+    const connection = em.getConnection();
+    await connection.execute(`select pg_advisory_xact_lock(hashtext('webhooks of ' || ?))`, [tenantId], 'all', em.getTransactionContext());
+    const count = await em.count(WebhookSchema, { tenantId });
+    if (count >= max) {
+      throw new AppError('CONFLICT', `this tenant already has ${count} webhooks, the most MAX_WEBHOOKS_PER_TENANT (${max}) allows`, {
+        limit: 'MAX_WEBHOOKS_PER_TENANT',
+        max,
+      });
+    }
+  }
+
   async create(tenantId: string, input: WebhookInput): Promise<CreatedWebhook> {
     if (input.name === undefined || input.name === null) throw required('name');
     if (input.url === undefined || input.url === null) throw required('url');
@@ -104,6 +124,7 @@ export class WebhookService {
     const secret = input.secret ?? generateWebhookSecret();
     const now = new Date();
     const created = await this.em.transactional(async (em) => {
+      await this.reserveWebhookSlot(em, tenantId);
       const webhook = em.create(WebhookSchema, {
         id: newId('wh'),
         tenantId,
