@@ -18,6 +18,7 @@ import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
 import { createRequestContextFactory, rememberViewer, requestIdFrom } from './request-context.js';
 import { sendError, sendJson, sendRateLimited } from './rest/http-io.js';
+import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
 import { handleDocs } from './rest/docs-page.js';
 import { handleOpenApi, OPENAPI_PATH } from './rest/openapi.js';
 import { createRestRouter } from './rest/router.js';
@@ -32,6 +33,7 @@ export interface AppDeps {
   logger: Logger;
   metrics: Metrics;
   rateLimiter: RateLimiter | undefined;
+  deliveryUpdates: DeliveryUpdateHub;
 }
 
 export interface App {

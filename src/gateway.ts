@@ -17,7 +17,7 @@ import { startWorkerThread, usesWorkerThread } from './delivery/worker-thread.js
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
 import { createMetrics } from './observability/metrics.js';
-import { openSubscriptions } from './subscriptions/delivery-update-hub.js';
+import { createDeliveryUpdateHub, type DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
 import { attachLiveSubscriptions, type LiveSubscriptions } from './subscriptions/live-subscriptions.js';
 
 export interface Gateway {
@@ -26,6 +26,8 @@ export interface Gateway {
   notifier: Notifier;
   server: Server | undefined;
   scheduler: Scheduler | undefined;
+  /** Live delivery updates and their subscriptions, when this process serves the API. */
+  deliveryUpdates: DeliveryUpdateHub | undefined;
   /** http://host:port of the API, when this process serves it. */
   url: string | undefined;
   /** The development API key, on the first start of an embedded gateway without JWT settings. */
@@ -43,6 +45,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let scheduler: Scheduler | undefined;
   let rateLimiter: RateLimiter | undefined;
   let live: LiveSubscriptions | undefined;
+  let deliveryUpdates: DeliveryUpdateHub | undefined;
   const sender = createSender(senderOptions(config));
 
   // Graceful: stop accepting, let requests and attempts in flight finish within the bound, hand
@@ -75,7 +78,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       db.embedded && !jwtConfigured ? await ensureDevelopmentApiKey(db.orm.em.fork()) : undefined;
 
     notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger });
-    const metrics = createMetrics({ orm: db.orm, openSubscriptions });
+    const metrics = createMetrics({ orm: db.orm, openSubscriptions: () => deliveryUpdates?.openCount() ?? 0 });
     const deliverer = createDeliverer({
       metrics,
       orm: db.orm,
@@ -101,7 +104,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         perMinute: config.rateLimitPerMinute,
         postgresUrl: db.embedded ? undefined : db.url,
       });
-      const app = createApp({ config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter });
+      deliveryUpdates = createDeliveryUpdateHub({ notifier, orm: db.orm, logger, maxPerTenant: config.maxSubscriptionsPerTenant });
+      const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates };
+      const app = createApp(appDeps);
       const s = createServer((req, res) => {
         // While stopping, answers close their connection, so keep-alive clients move elsewhere
         // instead of holding this process open until SHUTDOWN_TIMEOUT.
@@ -131,7 +136,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         );
       });
       server = s;
-      live = attachLiveSubscriptions(s, { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter });
+      live = attachLiveSubscriptions(s, appDeps);
       s.headersTimeout = 30_000;
       s.requestTimeout = 60_000;
       s.keepAliveTimeout = 5_000;
@@ -144,7 +149,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
     }
 
-    return { config, db, notifier, server, scheduler, url, developmentKey, close };
+    return { config, db, notifier, server, scheduler, deliveryUpdates, url, developmentKey, close };
   } catch (err) {
     await close().catch(() => undefined);
     throw err;

@@ -9,7 +9,7 @@ import { ApiKeyService } from './modules/api-keys/api-key.service.js';
 import { DeliveryService, queuePing } from './modules/deliveries/delivery.service.js';
 import { EventService } from './modules/events/event.service.js';
 import { WebhookService } from './modules/webhooks/webhook.service.js';
-import { deliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
+import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
 import { announceCancelled, announcePing } from './subscriptions/delivery-update-notice.js';
 import { DeliveryUpdatesService } from './subscriptions/delivery-updates.service.js';
 
@@ -20,6 +20,8 @@ export interface ServiceDeps {
   deliverer: Deliverer;
   orm: MikroORM;
   logger?: Logger;
+  /** The gateway's live delivery updates (api role). */
+  deliveryUpdates: DeliveryUpdateHub;
 }
 
 export interface Services {
@@ -52,6 +54,6 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
     apiKeys: new ApiKeyService(em),
     events: new EventService(em, deps.notifier, deps.config.maxEventBytes),
     deliveries: new DeliveryService(em, deps.deliverer, webhooks),
-    deliveryUpdates: new DeliveryUpdatesService(webhooks, deliveryUpdateHub(deps)),
+    deliveryUpdates: new DeliveryUpdatesService(webhooks, deps.deliveryUpdates),
   };
 }

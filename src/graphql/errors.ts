@@ -45,7 +45,8 @@ export function toGraphQLError(error: unknown, onInternal: (err: unknown) => voi
     extensions: {
       code: client.code,
       ...(client.details !== undefined ? { details: client.details } : {}),
-      ...(client.code === 'UNAUTHORIZED' ? { http: { status: 401 } } : {}),
+      // These two decide the HTTP status even of a stream (SSE) that is refused before it starts.
+      ...(client.code === 'UNAUTHORIZED' || client.code === 'RATE_LIMITED' ? { http: { status: client.status } } : {}),
     },
   });
 }

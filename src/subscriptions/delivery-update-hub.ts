@@ -10,10 +10,14 @@
 // - Notices for tenants without a subscriber here are dropped before any query, and loading is
 //   one batch at a time, so the database cost is bounded whatever the notice rate.
 // - Ending a subscription (client gone, unsubscribed, shutdown) removes it at once; the process
-//   keeps no per-subscriber state after that.
+//   keeps no per-subscriber state after that, and its slot in the tenant's quota is free again.
+// - A tenant holds at most `maxPerTenant` subscriptions here (MAX_SUBSCRIPTIONS_PER_TENANT), over
+//   every transport: the count is the tenant's own set below, so it cannot drift from what is open.
+//   One more is refused before anything is created or listened to.
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
+import { AppError } from '../errors.js';
 import { DeliveryAttemptSchema, type DeliveryAttempt } from '../modules/deliveries/delivery-attempt.entity.js';
 import { DeliverySchema, type Delivery } from '../modules/deliveries/delivery.entity.js';
 import { parseNotice, type UpdateNotice } from './delivery-update-notice.js';
@@ -30,9 +34,22 @@ export interface DeliveryUpdate {
 export type DeliveryUpdateMessage = DeliveryUpdate | { kind: 'overflow' };
 
 export interface DeliveryUpdateHub {
+  /** Throws RATE_LIMITED when the tenant already has its quota of subscriptions open here. */
   subscribe(tenantId: string, webhookId: string | null): AsyncIterableIterator<DeliveryUpdateMessage>;
+  /** Throws RATE_LIMITED when the tenant may not open one more subscription here now. */
+  checkRoom(tenantId: string): void;
+  /** Subscriptions open here, over every transport (for the metrics gauge). */
+  openCount(): number;
   /** Ends every subscription and stops listening; later subscriptions end at once. */
   close(): void;
+}
+
+export interface DeliveryUpdateHubDeps {
+  notifier: Notifier;
+  orm: MikroORM;
+  logger?: Logger | undefined;
+  /** MAX_SUBSCRIPTIONS_PER_TENANT. */
+  maxPerTenant: number;
 }
 
 /** Updates a subscriber may have waiting before it is ended as too slow. */
@@ -50,8 +67,6 @@ const CLOCK_SKEW_MS = 5_000;
 /** Attempt ids already sent, so a replay does not send them twice. */
 const RECENT_ATTEMPTS = 2_000;
 
-let openCount = 0;
-
 // Updates are loaded a moment after the change they announce, and a delivery may have moved on
 // by then (retries can be milliseconds apart). Each update shows the delivery as that change left
 // it, so a subscriber sees a consistent timeline and its last update is the current state.
@@ -67,11 +82,6 @@ function afterAttempt(d: Delivery, a: DeliveryAttempt): Delivery {
   if (d.attempts === a.attempt) return d;
   const status = a.status === 'success' ? 'success' : a.nextRetryAt ? 'pending' : d.status === 'cancelled' ? 'cancelled' : 'failed';
   return { ...d, status, attempts: a.attempt, nextAttemptAt: a.nextRetryAt, leaseExpiresAt: null, updatedAt: a.createdAt };
-}
-
-/** Subscriptions open in this process, over every transport (for the metrics gauge). */
-export function openSubscriptions(): number {
-  return openCount;
 }
 
 class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
@@ -132,20 +142,8 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
   }
 }
 
-const hubs = new WeakMap<Notifier, DeliveryUpdateHub>();
-
-/** The hub of the gateway that owns `notifier`, created on first use. */
-export function deliveryUpdateHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | undefined }): DeliveryUpdateHub {
-  let hub = hubs.get(deps.notifier);
-  if (!hub) {
-    hub = createHub(deps);
-    hubs.set(deps.notifier, hub);
-  }
-  return hub;
-}
-
-function createHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | undefined }): DeliveryUpdateHub {
-  const { notifier, orm, logger } = deps;
+export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUpdateHub {
+  const { notifier, orm, logger, maxPerTenant } = deps;
   const byTenant = new Map<string, Set<Subscription>>();
   const recentAttempts = new Set<string>();
   let backlog: UpdateNotice[] = [];
@@ -155,6 +153,7 @@ function createHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | 
   let unlisten: (() => void) | undefined;
   /** When a notification last arrived: the LISTEN connection was up until at least then. */
   let heardAt = Date.now();
+  let openCount = 0;
 
   const detach = (s: Subscription) => {
     const set = byTenant.get(s.tenantId);
@@ -321,8 +320,20 @@ function createHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | 
     }
   }
 
+  function checkRoom(tenantId: string): void {
+    if ((byTenant.get(tenantId)?.size ?? 0) < maxPerTenant) return;
+    throw new AppError(
+      'RATE_LIMITED',
+      `this tenant already has ${maxPerTenant} subscriptions open on this instance (MAX_SUBSCRIPTIONS_PER_TENANT); end one first`,
+      { limit: maxPerTenant },
+    );
+  }
+
   return {
+    checkRoom,
+    openCount: () => openCount,
     subscribe(tenantId, webhookId) {
+      if (!closed) checkRoom(tenantId);
       const subscription = new Subscription(tenantId, webhookId, Date.now(), detach);
       if (closed) {
         subscription.stop();
@@ -349,9 +360,4 @@ function createHub(deps: { notifier: Notifier; orm: MikroORM; logger?: Logger | 
       for (const set of [...byTenant.values()]) for (const s of [...set]) s.stop();
     },
   };
-}
-
-/** Ends every live subscription of the gateway that owns `notifier` (at shutdown). */
-export function closeDeliveryUpdates(notifier: Notifier): void {
-  hubs.get(notifier)?.close();
 }

@@ -11,9 +11,11 @@ export class DeliveryUpdatesService {
 
   /**
    * Updates of one webhook of the tenant, or of all of them when `webhookId` is null. A
-   * malformed, unknown or foreign webhook id is NOT_FOUND, before anything is streamed.
+   * malformed, unknown or foreign webhook id is NOT_FOUND, before anything is streamed. A tenant
+   * at its subscription quota is RATE_LIMITED, before the webhook is even looked up.
    */
   async subscribe(tenantId: string, webhookId: string | null): Promise<AsyncIterableIterator<DeliveryUpdateMessage>> {
+    this.hub.checkRoom(tenantId);
     if (webhookId !== null) await this.webhooks.get(tenantId, webhookId);
     return this.hub.subscribe(tenantId, webhookId);
   }

@@ -7,7 +7,7 @@
 // token is checked when the connection is initialised, before the server acknowledges it, and
 // again for every operation, so a bad, missing or since revoked token never gets data.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
 import type { Context } from 'graphql-ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
@@ -17,7 +17,6 @@ import { toGraphQLError } from '../graphql/errors.js';
 import { rateLimitKey } from '../http/rate-limit.js';
 import { createGraphQLServer } from '../graphql/yoga.js';
 import { createRequestContextFactory } from '../request-context.js';
-import { closeDeliveryUpdates, deliveryUpdateHub } from './delivery-update-hub.js';
 
 export interface LiveSubscriptions {
   /** Ends every subscription (WebSocket and Server-Sent Events) and closes the sockets. */
@@ -55,8 +54,6 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps): LiveSubs
   const authenticator = createAuthenticator(deps.config, deps.orm);
   const contextFactory = createRequestContextFactory({ ...deps, authenticator });
   const yoga = createGraphQLServer({ contextFactory, logger });
-  // Created here, with the logger, before any request can create it without one.
-  deliveryUpdateHub(deps);
 
   const authorizations = new WeakMap<Context<Record<string, unknown>, Extra>, string>();
   const tenants = new WeakMap<Context<Record<string, unknown>, Extra>, string>();
@@ -132,6 +129,16 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps): LiveSubs
         }
         const errors = enveloped.validate(enveloped.schema, document);
         if (errors.length > 0) return errors;
+        // Over the tenant's subscription quota: refused here, so the client gets graphql-ws's error
+        // message for this operation and nothing of it runs. (The hub checks again as it
+        // subscribes, for operations that passed here at the same moment.)
+        if (tenantId !== undefined && getOperationAST(document, payload.operationName)?.operation === 'subscription') {
+          try {
+            deps.deliveryUpdates.checkRoom(tenantId);
+          } catch (err) {
+            return [toGraphQLError(err, (e) => logger.error({ err: e }, 'subscription quota check failed'))];
+          }
+        }
         let contextValue: object;
         try {
           contextValue = (await enveloped.contextFactory()) as object;
@@ -159,7 +166,7 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps): LiveSubs
       // a completed subscription as the end. Subscriptions end with their connections.
       for (const res of streams) res.destroy();
       for (const client of wss.clients) client.close(1001, 'Going away');
-      closeDeliveryUpdates(deps.notifier);
+      deps.deliveryUpdates.close();
       const deadline = Date.now() + CLOSE_GRACE_MS;
       while (wss.clients.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
       for (const client of wss.clients) client.terminate();

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_DELIVERY_UPDATES } from '../../src/db/notifier.js';
-import { openSubscriptions } from '../../src/subscriptions/delivery-update-hub.js';
 import { serviceToken, userToken } from '../helpers/auth.js';
 import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helpers/database.js';
 import { createWebhook, uniqueTenant } from '../helpers/delivery.js';
@@ -155,6 +154,8 @@ describe.skipIf(!onRealPostgres)('live delivery updates across processes: ROLE=a
 
 describe('live delivery updates after a lost notification connection', () => {
   let gw: TestGateway;
+  /** Subscriptions open on this gateway, over every transport. */
+  const openSubscriptions = () => gw.gateway.deliveryUpdates?.openCount() ?? 0;
   let receiver: Receiver;
   beforeAll(async () => {
     gw = await startTestGateway({ WORKER_POLL_INTERVAL: '50ms' });

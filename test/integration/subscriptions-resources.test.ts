@@ -1,10 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  deliveryUpdateHub,
-  openSubscriptions,
-  SUBSCRIBER_QUEUE_LIMIT,
-} from '../../src/subscriptions/delivery-update-hub.js';
+import { SUBSCRIBER_QUEUE_LIMIT } from '../../src/subscriptions/delivery-update-hub.js';
 import { serviceToken, userToken } from '../helpers/auth.js';
 import { onRealPostgres } from '../helpers/database.js';
 import { createWebhook, uniqueTenant } from '../helpers/delivery.js';
@@ -15,6 +11,8 @@ import { eventSourceSubscribe, sseSubscribe, until, wsClient, wsSubscribe, type 
 
 describe('live delivery updates: resources', () => {
   let gw: TestGateway;
+  /** Subscriptions open on this gateway, over every transport. */
+  const openSubscriptions = () => gw.gateway.deliveryUpdates?.openCount() ?? 0;
   let receiver: Receiver;
   let tenant: string;
   let token: string;
@@ -105,7 +103,7 @@ describe('live delivery updates: resources', () => {
     const base = openSubscriptions();
     const reader = sseSubscribe(gw.url, token);
     // Subscribed the way a resolver does, but never read: a client that stopped reading.
-    const stuck = deliveryUpdateHub({ notifier: gw.gateway.notifier, orm: gw.gateway.db.orm }).subscribe(tenant, null);
+    const stuck = gw.gateway.deliveryUpdates!.subscribe(tenant, null);
     await until(() => openSubscriptions() === base + 2, 5_000, 'both subscriptions');
 
     // 15 events to 10 webhooks: 150 deliveries, each queued and attempted, 300 updates in all.

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSubscriptions } from '../../src/subscriptions/delivery-update-hub.js';
 import { serviceToken, userToken } from '../helpers/auth.js';
 import { createWebhook, uniqueTenant } from '../helpers/delivery.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -21,6 +20,8 @@ const story = (updates: UpdateMessage[]) =>
 
 describe('live delivery updates: a delivery watched from pending to its end', () => {
   let gw: TestGateway;
+  /** Subscriptions open on this gateway, over every transport. */
+  const openSubscriptions = () => gw.gateway.deliveryUpdates?.openCount() ?? 0;
   let receiver: Receiver;
   let tenant: string;
   let token: string;

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSubscriptions } from '../../src/subscriptions/delivery-update-hub.js';
 import { serviceToken, userToken } from '../helpers/auth.js';
 import { createWebhook, uniqueTenant } from '../helpers/delivery.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -17,6 +16,8 @@ import {
 
 describe('live delivery updates: tenant isolation', () => {
   let gw: TestGateway;
+  /** Subscriptions open on this gateway, over every transport. */
+  const openSubscriptions = () => gw.gateway.deliveryUpdates?.openCount() ?? 0;
   let receiver: Receiver;
   let service: TestClient;
   const a = { tenant: '', token: '', api: undefined as unknown as TestClient };
