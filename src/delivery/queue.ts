@@ -35,30 +35,37 @@ interface ClaimRow {
   send_now: boolean;
 }
 
-// Fairness: the oldest-waiting webhooks come first, and no webhook gets more than `cap` requests
-// open at once, counted across every worker, so one slow endpoint cannot take every slot. SKIP
-// LOCKED lets concurrent workers pass over rows another claim is taking right now; the lease
-// (longer than the HTTP timeout) is what keeps a row from being sent twice while its worker
-// lives, and what hands it to another worker when that worker dies.
-// Claims run one at a time across every worker: each one takes a transaction-scoped advisory lock
-// before the statement that reads the leases, so it sees every lease the claim before it took.
-// Two claims reading leases side by side would each see the other's rows as free, skip them
-// (SKIP LOCKED) and take their own share, and the cap would hold per worker instead of per webhook.
-// The heads are found without reading the queue behind them, so a claim costs the same with ten
-// rows waiting or a million: a loose index scan of delivery_pending_webhook_idx visits each
+// The claim rule: which due rows a claim takes, how many, and which it leases as spares.
+// 1. Rows: a webhook's due pending rows that no live lease holds, oldest first.
+// 2. Per webhook: at most `cap` (WORKER_MAX_IN_FLIGHT_PER_WEBHOOK) requests open at once, counted
+//    across every worker, so one slow endpoint cannot take every slot.
+// 3. Per tenant: in one worker, at most a share of its slots (WORKER_CONCURRENCY): the slots
+//    divided among the tenants with work (rows due, or requests open on this worker) plus one.
+//    The "plus one" is the share of a tenant whose work arrives next: it is free when that work
+//    comes, so the work starts at once however long the other tenants' requests hang, instead of
+//    waiting for one of them to end (a request may hold its slot for WEBHOOK_TIMEOUT).
+// 4. Order: the free slots go round-robin over tenants (every tenant's first row, then every
+//    tenant's second, ...; the tenant waiting longest first within a round), and within a tenant
+//    round-robin over its webhooks (oldest-waiting first), so neither a tenant's backlog nor an
+//    endpoint's comes before another's work.
+// 5. Spares: beside the rows sent now, at most one spare row per request the claiming worker will
+//    have open to a webhook, and only on webhooks no other worker holds rows of. A spare is sent
+//    the moment one of the worker's own requests to that webhook ends, in its place (a webhook
+//    that answers in a millisecond would otherwise spend most of its time waiting for the next
+//    claim), so spares add no request beyond what rules 2 and 3 allowed.
+// Why it holds across workers: every row a worker could open (a request or a spare) is leased, and
+// so counted by every other worker's claim. Claims run one at a time: each one takes a
+// transaction-scoped advisory lock before the statement that reads the leases, so it sees every
+// lease the claim before it took (two claims side by side would each see the other's rows as
+// free, skip them (SKIP LOCKED) and take their own share: the cap would hold per worker). SKIP
+// LOCKED still passes over rows a cancel or a record is writing; the lease (longer than the HTTP
+// timeout) keeps a row from being sent twice while its worker lives, and hands it to another
+// worker when that worker dies.
+// Cost: the heads are found without reading the queue behind them, so a claim costs the same with
+// ten rows waiting or a million: a loose index scan of delivery_pending_webhook_idx visits each
 // webhook with pending rows once (one index probe per webhook), one more probe finds its oldest
-// free due row, and the leases come from delivery_leased_idx, which only holds the rows in flight.
-//
-// Spare rows. A claim takes a round trip, and a webhook that answers in a millisecond or two
-// would spend most of its time waiting for the next claim to refill its slots. So a claim may
-// also lease the claiming worker one spare row per request it will have open to the webhook; the
-// worker sends a spare the moment one of its own requests to that webhook ends, in that
-// request's place. The cap still holds across workers: every row a worker could open (a request
-// or a spare) is leased and so counted by every other worker's claim, a worker opens only rows it
-// holds, and a spare only replaces a request that ended, so the worker's own count of open
-// requests never grows past what its claim allowed. Spares are only given out on webhooks no
-// other worker holds rows of (a spare behind another worker's request would wait for nothing),
-// and only beside a request of the claiming worker, whose end sends it.
+// free due row (and its tenant), and the leases come from delivery_leased_idx, which only holds
+// the rows in flight.
 const CLAIM_LOCK = 724_311_902;
 
 // A webhook's due rows that no live lease holds, oldest first: the head's age and the rows taken.
@@ -72,7 +79,8 @@ const FREE_DUE_ROWS_OF_HEAD = `from delivery x
 // $1 the per-webhook cap, $2 the most rows to send now (the worker's free slots), $3 the lease in
 // ms of a row sent now, $4 the lease in ms of a spare row (it may wait one request before it is
 // sent), $5 every row this worker holds leased (its requests, the ones being recorded, its
-// spares), and for each webhook it holds rows of: $6 its id, $7 the requests open, $8 the spares.
+// spares), and for each webhook it holds rows of: $6 its id, $7 the requests open, $8 the spares;
+// $9 the worker's slots, free or not.
 export const CLAIM_SQL = `
 with recursive durability as (
   -- A lease lost in a crash of Postgres only makes its row claimable again, as an expired lease
@@ -89,10 +97,16 @@ with recursive durability as (
   from hooks h
   where h.webhook_id is not null
 ), own as materialized (
-  -- Materialized, as is others: each is worked out once per claim and then looked up per head.
-  -- Inlined (what Postgres does with a CTE referenced once), the join below would run the lease
-  -- count again for every head, since these statements' connections plan no hash joins.
+  -- Materialized, as are others and the tenants' figures: each is worked out once per claim and
+  -- then looked up per head. Inlined (what Postgres does with a CTE referenced once), the join
+  -- below would run the lease count again for every head, since these statements' connections
+  -- plan no hash joins.
   select * from unnest($6::text[], $7::text[]::int[], $8::text[]::int[]) as o(webhook_id, open, spares)
+), own_by_tenant as materialized (
+  -- This worker's open requests per tenant.
+  select w.tenant_id, sum(o.open)::int as open
+  from own o join webhook w on w.id = o.webhook_id
+  group by w.tenant_id
 ), others as materialized (
   -- Every other worker's rows: its requests, its records being written, its spares.
   select webhook_id, count(*) as leased
@@ -100,25 +114,36 @@ with recursive durability as (
   where lease_expires_at is not null and lease_expires_at > now()
     and id <> all($5::text[])
   group by webhook_id
-), counted as (
-  select h.webhook_id, f.oldest,
+), counted as materialized (
+  select h.webhook_id, f.tenant_id, f.oldest,
          coalesce(l.leased, 0) as others, coalesce(o.open, 0) as open, coalesce(o.spares, 0) as spares
   from hooks h
   cross join lateral (
-    select x.next_attempt_at as oldest
+    select x.next_attempt_at as oldest, x.tenant_id
     ${FREE_DUE_ROWS_OF_HEAD}
     limit 1
   ) f
   left join others l on l.webhook_id = h.webhook_id
   left join own o on o.webhook_id = h.webhook_id
+), fair as materialized (
+  -- Rule 3: each tenant's share of this worker's slots.
+  select greatest(1, $9::int / (count(*) + 1)) as share
+  from (select tenant_id from counted union select tenant_id from own_by_tenant where open > 0) t
+), tenant_room as materialized (
+  -- What each tenant with due rows may still open on this worker.
+  select t.tenant_id, f.share - coalesce(b.open, 0) as room
+  from (select distinct tenant_id from counted) t
+  cross join fair f
+  left join own_by_tenant b on b.tenant_id = t.tenant_id
 ), heads as (
   select c.*, s.can_send,
          -- At most one spare per request of this worker after the claim.
          case when c.others = 0 then greatest(0, c.open + s.can_send - c.spares) else 0 end as may_spare
   from counted c
-  cross join lateral (select greatest(0, $1::int - c.others - c.open) as can_send) s
+  join tenant_room t on t.tenant_id = c.tenant_id
+  cross join lateral (select greatest(0, least($1::int - c.others - c.open, t.room)) as can_send) s
 ), picked as (
-  select h.webhook_id, h.oldest, h.can_send, d.id, d.next_attempt_at
+  select h.webhook_id, h.tenant_id, h.oldest, h.can_send, d.id, d.next_attempt_at
   from heads h
   cross join lateral (
     select x.id, x.next_attempt_at
@@ -130,12 +155,19 @@ with recursive durability as (
 ), ranked as (
   select p.*, row_number() over (partition by p.webhook_id order by p.next_attempt_at, p.id) as rn
   from picked p
-), sends as (
-  -- The worker's free slots go to the oldest-waiting heads first.
-  select r.id, r.webhook_id, r.rn
+), turns as (
+  -- Rule 4: a row's turn within its tenant, webhooks taking turns.
+  select r.id, r.webhook_id, r.tenant_id, r.rn,
+         row_number() over (partition by r.tenant_id order by r.rn, r.oldest, r.webhook_id) as turn,
+         min(r.oldest) over (partition by r.tenant_id) as tenant_oldest
   from ranked r
   where r.rn <= r.can_send
-  order by r.oldest, r.webhook_id, r.rn
+), sends as (
+  select s.id, s.webhook_id, s.rn
+  from turns s
+  join tenant_room t on t.tenant_id = s.tenant_id
+  where s.turn <= t.room
+  order by s.turn, s.tenant_oldest, s.tenant_id
   limit $2::int
 ), granted as (
   select webhook_id, count(*) as n from sends group by webhook_id
@@ -196,11 +228,15 @@ export async function claimDue(
     heldIds?: readonly string[];
     /** This worker's requests and spares per webhook (webhooks it holds nothing of may be left out). */
     shares?: readonly HeldShare[];
+    /** The worker's slots, free or not (its concurrency); by default `limit`, a worker holding nothing. */
+    slots?: number;
   },
 ): Promise<Claimed> {
   const { perWebhookCap, limit, leaseMs } = options;
   const heldIds = options.heldIds ?? [];
   const shares = options.shares ?? [];
+  const slots = options.slots ?? limit;
+  if (!Number.isSafeInteger(slots) || slots < 1) throw new Error('a worker has one slot or more');
   for (const id of heldIds) if (!isId('del', id)) throw new Error(`not a delivery id: ${JSON.stringify(id)}`);
   for (const share of shares) {
     if (!isId('wh', share.webhookId)) throw new Error(`not a webhook id: ${JSON.stringify(share.webhookId)}`);
@@ -217,6 +253,7 @@ export async function claimDue(
     shares.map((s) => s.webhookId),
     shares.map((s) => String(s.open)),
     shares.map((s) => String(s.spares)),
+    slots,
   ]);
   const claimed: Claimed = { send: [], spares: [] };
   for (const r of rows) {

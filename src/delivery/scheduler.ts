@@ -221,6 +221,7 @@ export function createScheduler(deps: {
           const claimStarted = Date.now();
           const claimed = await claimDue(orm.em.fork(), {
             limit: free,
+            slots: options.concurrency,
             perWebhookCap: options.perWebhookCap,
             leaseMs: options.leaseMs,
             spareLeaseMs,

@@ -27,8 +27,11 @@ afterAll(async () => {
   await database?.drop();
 });
 
-/** Webhooks with `due` pending deliveries each, due a minute ago, oldest first in the given order. */
-async function seed(due: number[]): Promise<string[]> {
+/**
+ * Webhooks with `due` pending deliveries each, due a minute ago, oldest first in the given order;
+ * owned by `tenants[i]` (one tenant when left out).
+ */
+async function seed(due: number[], tenants: string[] = []): Promise<string[]> {
   const tag = randomBytes(6).toString('hex');
   // Ids in the gateway's shape (the claim checks the ids it is given): 20 characters after the prefix.
   const hooks = due.map((_, i) => `wh_claimx${tag}x${i}`);
@@ -39,17 +42,18 @@ async function seed(due: number[]): Promise<string[]> {
   await conn.execute(`insert into event (id, tenant_id, type, data, delivery_count, published_at)
     values ('evt_claim${tag}', 'claim-tests', 'drift.detected', '{}', 0, now())`);
   for (const [i, id] of hooks.entries()) {
+    const tenant = tenants[i] ?? 'claim-tests';
     await conn.execute(
       `insert into webhook (id, tenant_id, name, url, secret_encrypted, events, enabled, created_at, updated_at)
-       values (?, 'claim-tests', ?, 'https://receiver.example/hook', 'x', array['drift.detected'], true, now(), now())`,
-      [id, `hook ${i}`],
+       values (?, ?, ?, 'https://receiver.example/hook', 'x', array['drift.detected'], true, now(), now())`,
+      [id, tenant, `hook ${i}`],
     );
     await conn.execute(
       `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
-       select 'del_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), 'evt_claim${tag}', ?, 'claim-tests', 'drift.detected', 'pending', 0,
+       select 'del_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), 'evt_claim${tag}', ?, ?, 'drift.detected', 'pending', 0,
               now() - interval '1 minute' + (? * interval '1 second') + (n * interval '1 millisecond'), now(), now()
        from generate_series(1, ?) n`,
-      [i, id, i, due[i]],
+      [i, id, tenant, i, due[i]],
     );
   }
   return hooks;
@@ -62,14 +66,15 @@ class Worker {
   /** Requests that ended and whose record is being written: still leased, no longer open. */
   readonly recording: string[] = [];
 
-  async claim(limit: number): Promise<Claimed> {
+  /** `slots`: the worker's slots, free or not (by default `limit`, a worker holding nothing). */
+  async claim(limit: number, slots?: number): Promise<Claimed> {
     const shares: HeldShare[] = [...new Set([...this.open.keys(), ...this.spares.keys()])].map((webhookId) => ({
       webhookId,
       open: this.open.get(webhookId)?.length ?? 0,
       spares: this.spares.get(webhookId)?.length ?? 0,
     }));
     const heldIds = [...this.open.values(), ...this.spares.values(), this.recording].flat();
-    const claimed = await claimDue(em(), { limit, perWebhookCap: CAP, leaseMs: LEASE_MS, spareLeaseMs: SPARE_LEASE_MS, heldIds, shares });
+    const claimed = await claimDue(em(), { limit, slots, perWebhookCap: CAP, leaseMs: LEASE_MS, spareLeaseMs: SPARE_LEASE_MS, heldIds, shares });
     for (const d of claimed.send) this.open.set(d.webhookId, [...(this.open.get(d.webhookId) ?? []), d.id]);
     for (const d of claimed.spares) this.spares.set(d.webhookId, [...(this.spares.get(d.webhookId) ?? []), d.id]);
     return claimed;
@@ -163,3 +168,62 @@ describe('claiming due deliveries, with spare rows', () => {
     expect(byHook(claimed, a!)).toEqual({ send: CAP, spares: 1 });
   });
 });
+
+describe('claiming due deliveries, shared between tenants', () => {
+  const sendsOf = (claimed: Claimed, hooks: string[]) => claimed.send.filter((d) => hooks.includes(d.webhookId)).length;
+  const tenantsOf = (count: number, tenant: string) => Array.from({ length: count }, () => tenant);
+
+  it("a lone tenant gets half the worker's slots, and its webhooks take turns in them", async () => {
+    // Ten webhooks with five rows due each: far more than the worker's 12 slots could take.
+    const hooks = await seed(Array<number>(10).fill(5));
+    const claimed = await new Worker().claim(12, 12);
+    expect(claimed.send).toHaveLength(6);
+    // One request each to the six oldest-waiting webhooks, rather than the cap to the first three.
+    expect(new Set(claimed.send.map((d) => d.webhookId))).toEqual(new Set(hooks.slice(0, 6)));
+  });
+
+  it("the share left free starts another tenant's work at once, and shares shrink as tenants come", async () => {
+    const hog = await seed(Array<number>(10).fill(5), tenantsOf(10, 'hog'));
+    const worker = new Worker();
+    expect(sendsOf(await worker.claim(12, 12), hog)).toBe(6);
+    // Another tenant's rows come due while the hog's six requests hang: two tenants with work,
+    // so each gets 12 / 3 = 4 slots. The hog is over its share and gets nothing more; the other
+    // tenant is sent up to its webhook's cap at once.
+    const calm = await addWebhook('calm', 3);
+    const claimed = await worker.claim(6, 12);
+    expect(sendsOf(claimed, hog)).toBe(0);
+    expect(sendsOf(claimed, [calm])).toBe(CAP);
+  });
+
+  it('free slots go round-robin over tenants, the longest-waiting tenant first', async () => {
+    // The hog's rows are older, yet with two free slots each tenant gets one.
+    const hooks = await seed([5, 5, 5, 5], ['hog', 'hog', 'hog', 'calm']);
+    const claimed = await new Worker().claim(2, 32);
+    expect(sendsOf(claimed, hooks.slice(0, 3))).toBe(1);
+    expect(sendsOf(claimed, [hooks[3]!])).toBe(1);
+    // With one free slot, the tenant waiting longest.
+    const [older] = await seed([5, 5], ['hog', 'calm']);
+    const one = await new Worker().claim(1, 32);
+    expect(one.send.map((d) => d.webhookId)).toEqual([older]);
+  });
+});
+
+/** A webhook of `tenant` with `due` rows due now (newer than every seeded row), added to the queue as it is. */
+async function addWebhook(tenant: string, due: number): Promise<string> {
+  const tag = randomBytes(6).toString('hex');
+  const id = `wh_claimy${tag}x0`;
+  const conn = em().getConnection();
+  await conn.execute(
+    `insert into webhook (id, tenant_id, name, url, secret_encrypted, events, enabled, created_at, updated_at)
+     values (?, ?, 'added', 'https://receiver.example/hook', 'x', array['drift.detected'], true, now(), now())`,
+    [id, tenant],
+  );
+  await conn.execute(
+    `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
+     select 'del_cy${tag}x' || lpad(n::text, 5, '0'), (select id from event limit 1), ?, ?, 'drift.detected', 'pending', 0,
+            now() - interval '1 second', now(), now()
+     from generate_series(1, ?) n`,
+    [id, tenant, due],
+  );
+  return id;
+}

@@ -57,7 +57,8 @@ const statements: Record<Name, { text: string; values: unknown[] }> = {
       ),
     ],
   },
-  claim: { text: CLAIM_SQL, values: [4, 32, 40_000, 50_000, '{}', '{}', '{}', '{}'] },
+  // 64 slots in all, 32 of them free: a lone tenant's share (half the slots) covers the 32.
+  claim: { text: CLAIM_SQL, values: [4, 32, 40_000, 50_000, '{}', '{}', '{}', '{}', 64] },
   record: { text: RECORD_SQL, values: ['[]'] },
 };
 
