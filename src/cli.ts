@@ -3,9 +3,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.js';
-import { migrate, openDatabase, type Database } from './db/orm.js';
+import { openDatabase, type Database } from './db/connections.js';
+import { migrate } from './db/orm.js';
 import { printSchemaText } from './graphql/schema.js';
-import { createLocalNotifier, createPostgresNotifier } from './db/notifier.js';
 import { verifyInfraAuditSignature, verifyStandardWebhooks } from './delivery/signature.js';
 import { createLogger } from './logger.js';
 import { ApiKeyService } from './modules/api-keys/api-key.service.js';
@@ -35,7 +35,7 @@ first: the embedded database serves one process at a time).
 
 async function withDatabase<T>(fn: (db: Database, applied: string[]) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const db = await openDatabase(config, { poolMax: 2 });
+  const db = await openDatabase(config);
   try {
     const applied = await migrate(db);
     return await fn(db, applied);
@@ -143,7 +143,7 @@ async function run(argv: string[]): Promise<number> {
         }
       }
       const result = await withDatabase(async (db) => {
-        const notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger: silentLogger() });
+        const notifier = db.createNotifier(silentLogger());
         try {
           return await new EventService(db.orm.em.fork(), notifier).publish(
             { tenantId: null, role: 'service', via: 'jwt' },

@@ -14,6 +14,10 @@ export interface Config {
    * connection on a pool of their own (real Postgres only); off for poolers that cannot keep them.
    */
   databasePreparedStatements: boolean;
+  /** The most connections to Postgres this process opens, every pool and thread together. */
+  databasePoolSize: number;
+  /** Client-side time limit of every database call; a connection silent for longer is dropped. */
+  databaseQueryTimeoutMs: number;
   dataDir: string;
   encryptionKey: string | undefined;
   jwt: {
@@ -125,6 +129,8 @@ const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   DATABASE_URL: url(['postgres:', 'postgresql:']),
   DATABASE_PREPARED_STATEMENTS: boolean(true),
+  DATABASE_POOL_SIZE: integer(40, 4, 10_000),
+  DATABASE_QUERY_TIMEOUT: duration('30s'),
   DATA_DIR: z.string().min(1).default('./.data'),
   ENCRYPTION_KEY: optionalString.refine((v) => v === undefined || /^[0-9a-fA-F]{64}$/.test(v), {
     message: 'must be 64 hexadecimal characters (32 bytes)',
@@ -199,12 +205,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   if (e.WEBHOOK_TIMEOUT <= 0) problems.push('WEBHOOK_TIMEOUT: must be above zero');
+  if (e.DATABASE_QUERY_TIMEOUT < 100) problems.push('DATABASE_QUERY_TIMEOUT: must be at least 100ms');
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
     databasePreparedStatements: e.DATABASE_PREPARED_STATEMENTS,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    databaseQueryTimeoutMs: e.DATABASE_QUERY_TIMEOUT,
     dataDir: e.DATA_DIR,
     encryptionKey: e.ENCRYPTION_KEY?.toLowerCase(),
     jwt: {

@@ -8,8 +8,9 @@ import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { resolveEncryptionKey } from './crypto/encryption-key.js';
 import { createSecretBox } from './crypto/secrets.js';
-import { createLocalNotifier, createPostgresNotifier, type Notifier } from './db/notifier.js';
-import { migrate, openDatabase, type Database } from './db/orm.js';
+import { openDatabase, planConnections, type Database } from './db/connections.js';
+import type { Notifier } from './db/notifier.js';
+import { migrate } from './db/orm.js';
 import { createDeliverer } from './delivery/deliverer.js';
 import { createScheduler, schedulerOptions, type Scheduler } from './delivery/scheduler.js';
 import { createSender, senderOptions } from './delivery/sender.js';
@@ -36,10 +37,15 @@ export interface Gateway {
 }
 
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
-  const db = await openDatabase(config, {
-    poolMax: config.workerConcurrency + 10,
+  const embedded = config.databaseUrl === undefined;
+  const plan = planConnections(config.databasePoolSize, {
+    role: config.role,
+    workerThread: usesWorkerThread(config, embedded),
     preparedStatements: config.databasePreparedStatements,
+    embedded,
   });
+  const db = await openDatabase(config, { share: plan.main, checkBudget: embedded ? undefined : config.databasePoolSize, logger });
+  if (!embedded) logger.info({ databasePoolSize: config.databasePoolSize, main: plan.main, workerThread: plan.thread }, 'database connections planned');
   let notifier: Notifier | undefined;
   let server: Server | undefined;
   let scheduler: Scheduler | undefined;
@@ -77,7 +83,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     const developmentKey =
       db.embedded && !jwtConfigured ? await ensureDevelopmentApiKey(db.orm.em.fork()) : undefined;
 
-    notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger });
+    notifier = db.createNotifier(logger);
     const metrics = createMetrics({ orm: db.orm, openSubscriptions: () => deliveryUpdates?.openCount() ?? 0 });
     const deliverer = createDeliverer({
       metrics,
@@ -90,7 +96,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     });
 
     if (usesWorkerThread(config, db.embedded)) {
-      const thread = await startWorkerThread({ config: { ...config, encryptionKey: key }, logger });
+      const thread = await startWorkerThread({ config: { ...config, encryptionKey: key }, connections: plan.thread!, logger });
       scheduler = thread;
       metrics.addSource(() => thread.metrics());
     } else if (config.role !== 'api') {
@@ -100,10 +106,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
     let url: string | undefined;
     if (config.role !== 'worker') {
-      rateLimiter = createRateLimiter({
-        perMinute: config.rateLimitPerMinute,
-        postgresUrl: db.embedded ? undefined : db.url,
-      });
+      rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, postgresPool: db.service });
       deliveryUpdates = createDeliveryUpdateHub({ notifier, orm: db.orm, logger, maxPerTenant: config.maxSubscriptionsPerTenant });
       const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates };
       const app = createApp(appDeps);

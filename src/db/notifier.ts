@@ -1,6 +1,6 @@
 // Wake-ups and live updates between processes. On Postgres they travel by NOTIFY to a dedicated
-// LISTEN connection (re-established when it drops); the embedded database serves one process, so
-// there they stay in memory. Notifications are only hints: whoever receives one re-reads the
+// LISTEN connection (re-established when it drops, or when it stops answering the query it is
+// asked now and then); the embedded database serves one process, so there they stay in memory. Notifications are only hints: whoever receives one re-reads the
 // database, and the scheduler also polls, so a lost notification delays but never loses work.
 import { EventEmitter } from 'node:events';
 import type { MikroORM } from '@mikro-orm/postgresql';
@@ -43,7 +43,14 @@ export function createLocalNotifier(): Notifier {
   };
 }
 
-export function createPostgresNotifier(options: { url: string; orm: MikroORM; logger: Logger }): Notifier {
+export function createPostgresNotifier(options: {
+  /** A new, unconnected client with the gateway's connection settings (src/db/connections.ts). */
+  connect: () => pg.Client;
+  orm: MikroORM;
+  logger: Logger;
+  /** How often the LISTEN connection is asked `select 1`, so a silent link is noticed. */
+  pingIntervalMs: number;
+}): Notifier {
   const local = new EventEmitter();
   local.setMaxListeners(0);
   const channels = new Set<string>();
@@ -51,18 +58,30 @@ export function createPostgresNotifier(options: { url: string; orm: MikroORM; lo
   let connecting: Promise<void> | undefined;
   let closed = false;
   let retryTimer: NodeJS.Timeout | undefined;
+  let pingTimer: NodeJS.Timeout | undefined;
 
   const connect = async (): Promise<void> => {
-    const c = new pg.Client({ connectionString: options.url });
+    const c = options.connect();
     c.on('notification', (msg) => local.emit(msg.channel, msg.payload ?? ''));
     c.on('error', (err) => {
       options.logger.warn({ err }, 'listen connection failed');
       scheduleReconnect(c);
     });
     c.on('end', () => scheduleReconnect(c));
-    await c.connect();
-    for (const channel of channels) await c.query(`listen ${pg.escapeIdentifier(channel)}`);
+    try {
+      await c.connect();
+      for (const channel of channels) await c.query(`listen ${pg.escapeIdentifier(channel)}`);
+    } catch (err) {
+      c.end().catch(() => undefined);
+      throw err;
+    }
     client = c;
+    // A failed ping means the link is gone (the query's time limit drops the socket as well).
+    clearInterval(pingTimer);
+    pingTimer = setInterval(() => {
+      if (client === c) c.query('select 1').catch(() => scheduleReconnect(c));
+    }, options.pingIntervalMs);
+    pingTimer.unref();
     // Anything published while the connection was down was missed: tell listeners to re-read.
     for (const channel of channels) local.emit(channel, '');
   };
@@ -70,6 +89,7 @@ export function createPostgresNotifier(options: { url: string; orm: MikroORM; lo
   const scheduleReconnect = (c: pg.Client) => {
     if (closed || client !== c) return;
     client = undefined;
+    clearInterval(pingTimer);
     c.end().catch(() => undefined);
     ensure();
   };
@@ -110,6 +130,7 @@ export function createPostgresNotifier(options: { url: string; orm: MikroORM; lo
     async close() {
       closed = true;
       clearTimeout(retryTimer);
+      clearInterval(pingTimer);
       local.removeAllListeners();
       await client?.end().catch(() => undefined);
       client = undefined;

@@ -1,89 +1,68 @@
+// MikroORM's set-up (its pool is one of the connections src/db/connections.ts opens) and the
+// migrations run at every start.
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
-import pg from 'pg';
-import type { Config } from '../config.js';
-import { startEmbeddedDatabase } from './embedded.js';
-import { openStatementPool, type StatementPool } from './statements.js';
+import type pg from 'pg';
+import type { Database } from './connections.js';
 import { entities } from './entities.js';
 import { migrationsList } from './migrations.js';
 
-export interface Database {
-  orm: MikroORM;
-  /** true when running on the embedded PGlite server (single connection, single process). */
-  embedded: boolean;
+export async function createOrm(options: {
   url: string;
-  /** The prepared statements' pool, when the delivery path's statements are prepared. */
-  statements: StatementPool | undefined;
-  close(): Promise<void>;
-}
-
-// Connections for the prepared statements: each publish, claim or record holds one for a single
-// statement of a few milliseconds, so a few serve many requests and attempts at once.
-const STATEMENT_POOL_MAX = 20;
-
-export async function openDatabase(
-  config: Pick<Config, 'databaseUrl' | 'dataDir'>,
-  options: {
-    poolMax?: number;
-    /** Prepare the delivery path's statements on a pool of their own (real Postgres only). */
-    preparedStatements?: boolean;
-  } = {},
-): Promise<Database> {
-  const embedded = config.databaseUrl === undefined ? await startEmbeddedDatabase(config.dataDir) : undefined;
-  const url = embedded?.url ?? config.databaseUrl!;
-  try {
-    const orm = await MikroORM.init({
-      clientUrl: url,
-      entities,
-      extensions: [Migrator],
-      discovery: { warnWhenNoEntities: false },
-      allowGlobalContext: false,
-      forceUtcTimezone: true,
-      ensureDatabase: false,
-      // PGlite answers one query at a time; more pooled connections would only queue.
-      pool: embedded ? { min: 0, max: 1 } : { min: 0, max: options.poolMax ?? 20 },
-      migrations: {
-        migrationsList,
-        tableName: 'mikro_orm_migrations',
-        transactional: true,
-        allOrNothing: true,
-        snapshot: false,
-        silent: true,
-      },
-      debug: false,
-    });
-    const statements = embedded || !options.preparedStatements ? undefined : openStatementPool(orm, url, STATEMENT_POOL_MAX);
-    return {
-      orm,
-      embedded: embedded !== undefined,
-      url,
-      statements,
-      async close() {
-        await statements?.close();
-        await orm.close(true);
-        await embedded?.close();
-      },
-    };
-  } catch (err) {
-    await embedded?.close();
-    throw err;
-  }
+  /** pg settings shared by every connection of the gateway (time limits, keepalive, socket). */
+  settings: pg.ClientConfig;
+  poolMax: number;
+  /** How long a caller may wait for one of the pool's connections. */
+  acquireTimeoutMs: number;
+}): Promise<MikroORM> {
+  return MikroORM.init({
+    clientUrl: options.url,
+    // The driver's own settings win over what MikroORM reads from clientUrl: the connection string
+    // as pg reads it (TLS, Unix sockets), time limits, keepalive.
+    driverOptions: { connection: options.settings },
+    entities,
+    extensions: [Migrator],
+    discovery: { warnWhenNoEntities: false },
+    allowGlobalContext: false,
+    forceUtcTimezone: true,
+    ensureDatabase: false,
+    pool: { min: 0, max: options.poolMax, acquireTimeoutMillis: options.acquireTimeoutMs, idleTimeoutMillis: 10_000 },
+    migrations: {
+      migrationsList,
+      tableName: 'mikro_orm_migrations',
+      transactional: true,
+      allOrNothing: true,
+      snapshot: false,
+      silent: true,
+    },
+    debug: false,
+  });
 }
 
 // Any number of processes may start at once on a fresh database; a session-level advisory lock,
-// held on a connection of its own for the whole run, lets one migrate while the others wait and
-// then find nothing left to do.
+// held on a connection of the service pool for the whole run, lets one migrate while the others
+// wait and then find nothing left to do. The lock is tried rather than waited for, so that no
+// call outlasts DATABASE_QUERY_TIMEOUT however long another process's migrations take.
 const MIGRATION_LOCK = 724_311_901;
+const MIGRATION_LOCK_RETRY_MS = 250;
 
 export async function migrate(db: Database): Promise<string[]> {
   const run = async () => (await db.orm.getMigrator().up()).map((m) => m.name);
-  if (db.embedded) return run();
-  const lock = new pg.Client({ connectionString: db.url });
-  await lock.connect();
+  if (!db.service) return run();
+  const lock = await db.service.connect();
+  let broken = false;
   try {
-    await lock.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    for (;;) {
+      const { rows } = await lock.query<{ locked: boolean }>('select pg_try_advisory_lock($1) as locked', [MIGRATION_LOCK]);
+      if (rows[0]?.locked) break;
+      await new Promise((resolve) => setTimeout(resolve, MIGRATION_LOCK_RETRY_MS));
+    }
     return await run();
+  } catch (err) {
+    broken = true;
+    throw err;
   } finally {
-    await lock.end().catch(() => undefined);
+    if (!broken) await lock.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => (broken = true));
+    lock.release(broken);
   }
 }

@@ -17,7 +17,7 @@
 // DATABASE_PREPARED_STATEMENTS=false (for a pooler that cannot keep prepared statements or
 // session settings), and on the embedded database, they are planned per call on the ORM's pool.
 import { createHash } from 'node:crypto';
-import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { EntityManager, Knex, MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
 
 /** Session settings of the prepared statements' connections (see above). */
@@ -32,13 +32,8 @@ const SETTINGS_SQL = Object.entries(PREPARED_PLANNER_SETTINGS)
   .map(([name, value]) => `set ${name} = ${value}`)
   .join('; ');
 
-interface KnexClient {
-  acquireConnection(): Promise<pg.ClientBase>;
-  releaseConnection(connection: pg.ClientBase): Promise<unknown>;
-}
-
-/** The prepared statements' pool of each ORM (keyed by its driver, which every fork shares). */
-const statementPools = new WeakMap<object, StatementPool>();
+/** Where an ORM's prepared statements' pool is registered, on the ORM's own configuration. */
+const EXTENSION = '@infraaudit/statement-pool';
 
 export interface StatementPool {
   /** A connection with the planner settings applied, for tests and diagnostics. */
@@ -46,21 +41,28 @@ export interface StatementPool {
   close(): Promise<void>;
 }
 
+interface PreparedPool extends StatementPool {
+  /** Names PREPAREd (SQL) on each of the pool's connections. */
+  preparedByConnection: WeakMap<pg.ClientBase, Set<string>>;
+}
+
 /**
- * Opens the pool the delivery path's prepared statements run on, for the ORM `orm` on `url`.
- * Connections open when first needed and close after 10 s unused.
+ * Opens the pool the delivery path's prepared statements run on, for the ORM `orm`, with the pg
+ * settings every connection of the gateway has. Connections open when first needed and close
+ * after 10 s unused.
  */
-export function openStatementPool(orm: MikroORM, url: string, max: number): StatementPool {
-  const pool = new pg.Pool({ connectionString: url, max, idleTimeoutMillis: 10_000 });
-  // A connection the server drops (a restart, pg_terminate_backend) fails the statement running on
-  // it, if any, and is taken out of the pool when released; the next checkout opens a fresh one.
-  // pg also reports the drop as an 'error' event, on the pool while the connection is idle and on
-  // the connection itself while it is checked out: both listeners only keep that event from
-  // being an uncaught exception.
+export function openStatementPool(orm: MikroORM, settings: pg.ClientConfig, max: number): StatementPool {
+  const pool = new pg.Pool({ ...settings, max, idleTimeoutMillis: 10_000 });
+  // A connection the server drops (a restart, pg_terminate_backend) or that stops answering fails
+  // the statement running on it, if any, and is taken out of the pool when released; the next
+  // checkout opens a fresh one. pg also reports the drop as an 'error' event, on the pool while the
+  // connection is idle and on the connection itself while it is checked out: both listeners only
+  // keep that event from being an uncaught exception.
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
   const configured = new WeakSet<pg.PoolClient>();
-  const handle: StatementPool = {
+  const handle: PreparedPool = {
+    preparedByConnection: new WeakMap(),
     async connect() {
       const client = await pool.connect();
       if (!configured.has(client)) {
@@ -76,7 +78,7 @@ export function openStatementPool(orm: MikroORM, url: string, max: number): Stat
     },
     close: () => pool.end(),
   };
-  statementPools.set(orm.em.getDriver(), handle);
+  orm.config.registerExtension(EXTENSION, () => handle);
   return handle;
 }
 
@@ -156,17 +158,14 @@ interface Connection {
   prepare(text: string): Promise<string>;
 }
 
-/** Names PREPAREd (SQL) on each connection of the statement pool. */
-const preparedByConnection = new WeakMap<pg.ClientBase, Set<string>>();
-
 async function scriptOn(client: pg.ClientBase, text: string): Promise<pg.QueryResultRow[][]> {
   const result = (await client.query(text)) as pg.QueryResult | pg.QueryResult[];
   return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
 }
 
 async function withConnection<T>(em: EntityManager, use: (c: Connection) => Promise<T>): Promise<T> {
-  const transaction = em.getTransactionContext();
-  const pool = transaction ? undefined : statementPools.get(em.getDriver());
+  const transaction = em.getTransactionContext<Knex.Transaction>();
+  const pool = transaction ? undefined : em.config.getExtension<PreparedPool>(EXTENSION);
   if (pool) {
     const client = await pool.connect();
     let broken = false;
@@ -187,10 +186,10 @@ async function withConnection<T>(em: EntityManager, use: (c: Connection) => Prom
         async prepare(text) {
           // Its own prefix: a protocol-level statement of the same text has the other name.
           const name = `${nameOf(text)}_sql`;
-          let names = preparedByConnection.get(client);
+          let names = pool.preparedByConnection.get(client);
           if (!names?.has(name)) {
             await watch(client.query(`prepare ${name} as ${text}`));
-            if (!names) preparedByConnection.set(client, (names = new Set()));
+            if (!names) pool.preparedByConnection.set(client, (names = new Set()));
             names.add(name);
           }
           return name;
@@ -200,17 +199,22 @@ async function withConnection<T>(em: EntityManager, use: (c: Connection) => Prom
       client.release(broken);
     }
   }
+  // On MikroORM's pool (or in its transaction), through knex's public query builder: `raw` with no
+  // bindings leaves $1, $2 alone, and `options` hands pg the values to bind, as pg's own query
+  // config. Knex would read a ? in the text as a binding of its own.
   const knex = transaction ?? em.getConnection().getKnex();
-  const client = (knex as unknown as { client: KnexClient }).client;
-  const connection = await client.acquireConnection();
-  try {
-    return await use({
-      prepared: false,
-      query: async (text, values) => (await connection.query(text, values)).rows,
-      script: (text) => scriptOn(connection, text),
-      prepare: () => Promise.reject(new Error('statements are only prepared on the statement pool')),
-    });
-  } finally {
-    await client.releaseConnection(connection);
-  }
+  const raw = (text: string, values?: unknown[]) => {
+    if (text.includes('?')) throw new Error('statements run through knex must not contain ?');
+    const query = knex.raw(text);
+    return values === undefined ? query : query.options({ values });
+  };
+  return use({
+    prepared: false,
+    query: async <R extends pg.QueryResultRow>(text: string, values: unknown[]) => ((await raw(text, values)) as pg.QueryResult<R>).rows,
+    async script(text) {
+      const result = (await raw(text)) as pg.QueryResult | pg.QueryResult[];
+      return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
+    },
+    prepare: () => Promise.reject(new Error('statements are only prepared on the statement pool')),
+  });
 }

@@ -59,7 +59,7 @@ export function createDeliverer(deps: {
   metrics?: Pick<Metrics, 'attempts' | 'attemptDuration' | 'deliveriesFinished'>;
 }): Deliverer {
   const { logger } = deps;
-  const recorder = createAttemptRecorder(deps.orm);
+  const recorder = createAttemptRecorder(deps.orm, logger);
   // Decrypting a secret costs an AES-GCM setup per attempt; the same few webhooks are sent to again
   // and again. Keyed by the stored ciphertext, so a rotated secret is a new entry.
   const secrets = new Map<string, string>();

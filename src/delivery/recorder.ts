@@ -4,7 +4,9 @@
 // less Postgres CPU per delivery and more throughput.
 import type { MikroORM } from '@mikro-orm/postgresql';
 import pRetry from 'p-retry';
+import type { Logger } from 'pino';
 import { createGroupCommit } from '../db/group-commit.js';
+import { isRetryableDatabaseError } from '../db/retryable-errors.js';
 import { recordAttempts, type AttemptRecord, type RecordedAttempt } from './queue.js';
 
 export interface AttemptRecorder {
@@ -12,16 +14,34 @@ export interface AttemptRecorder {
   record(input: AttemptRecord): Promise<RecordedAttempt | null>;
 }
 
-// The send already happened; losing its record would mean sending it again later. Postgres blips
-// (a restart, a failover) are waited out here, well within the lease.
-const RECORD_RETRY = { retries: 10, minTimeout: 200, maxTimeout: 5_000 };
+// The send already happened; losing its record means sending it again once the lease lapses. So a
+// record is tried again when a retry can succeed (the connection failed before the statement was
+// sent, a serialization failure or a deadlock, a server restarting): a few times over about four
+// seconds, well within the lease. Any other error fails the record at once.
+const RECORD_RETRY = { retries: 4, minTimeout: 250, factor: 2, maxTimeout: 2_000 };
 
-export function createAttemptRecorder(orm: MikroORM): AttemptRecorder {
+export function createAttemptRecorder(orm: MikroORM, logger: Logger): AttemptRecorder {
+  const writeAlone = async (input: AttemptRecord): Promise<RecordedAttempt | null> => {
+    let tries = 0;
+    try {
+      const [recorded] = await pRetry(
+        () => {
+          tries += 1;
+          return recordAttempts(orm.em.fork(), [input]);
+        },
+        { ...RECORD_RETRY, shouldRetry: ({ error }) => isRetryableDatabaseError(error) },
+      );
+      return recorded ?? null;
+    } catch (err) {
+      logger.error({ err, deliveryId: input.delivery.id, attemptId: input.attemptId, tries }, 'recording a delivery attempt failed');
+      throw err;
+    }
+  };
   const record = createGroupCommit<AttemptRecord, RecordedAttempt | null>({
     writeBatch: (inputs) => recordAttempts(orm.em.fork(), inputs),
-    // A batch that failed is written one by one with retries, so an attempt that cannot be stored
-    // (or a blip that outlasts one statement) costs only itself.
-    writeAlone: (input) => pRetry(() => recordAttempts(orm.em.fork(), [input]), RECORD_RETRY).then(([r]) => r ?? null),
+    // A batch that failed is written one by one, so an attempt that cannot be stored (or a blip
+    // that outlasts one statement) costs only itself.
+    writeAlone,
   });
   return { record };
 }

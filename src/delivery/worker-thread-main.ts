@@ -7,8 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import { createSecretBox } from '../crypto/secrets.js';
-import { createPostgresNotifier } from '../db/notifier.js';
-import { openDatabase } from '../db/orm.js';
+import { openDatabase } from '../db/connections.js';
 import { createLogger } from '../logger.js';
 import { createDeliveryMetrics } from '../observability/metrics.js';
 import { createDeliverer } from './deliverer.js';
@@ -17,7 +16,7 @@ import { createSender, senderOptions } from './sender.js';
 import type { FromWorkerThread, ToWorkerThread, WorkerThreadData } from './worker-thread.js';
 
 const port = parentPort!;
-const { config, inFlight } = workerData as WorkerThreadData;
+const { config, connections, inFlight } = workerData as WorkerThreadData;
 const counter = new Int32Array(inFlight);
 const post = (message: FromWorkerThread) => port.postMessage(message);
 
@@ -37,13 +36,10 @@ const logger = createLogger(config.logLevel, {
 } as NodeJS.WritableStream);
 
 async function main(config: Config): Promise<void> {
-  const db = await openDatabase(config, {
-    poolMax: config.workerConcurrency + 10,
-    preparedStatements: config.databasePreparedStatements,
-  });
+  const db = await openDatabase(config, { share: connections, logger });
   const registry = new Registry();
   const metrics = createDeliveryMetrics(registry);
-  const notifier = createPostgresNotifier({ url: db.url, orm: db.orm, logger });
+  const notifier = db.createNotifier(logger);
   const sender = createSender(senderOptions(config));
   const deliverer = createDeliverer({
     metrics,

@@ -12,11 +12,14 @@
 import { Worker } from 'node:worker_threads';
 import { pino, type Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { ConnectionShare } from '../db/connections.js';
 import type { MetricsSnapshot } from '../observability/metrics.js';
 import type { Scheduler } from './scheduler.js';
 
 export interface WorkerThreadData {
   config: Config;
+  /** The thread's part of DATABASE_POOL_SIZE (src/db/connections.ts). */
+  connections: ConnectionShare;
   /** One Int32: the thread's attempts in flight. */
   inFlight: SharedArrayBuffer;
 }
@@ -56,8 +59,8 @@ await import(${JSON.stringify(entry.href)});`;
   return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { workerData: data });
 }
 
-export async function startWorkerThread(options: { config: Config; logger: Logger }): Promise<WorkerThread> {
-  const { config, logger } = options;
+export async function startWorkerThread(options: { config: Config; connections: ConnectionShare; logger: Logger }): Promise<WorkerThread> {
+  const { config, connections, logger } = options;
   // The thread's lines are complete JSON lines, redacted there; they go where this logger's go.
   const destination = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym]!;
   const inFlight = new SharedArrayBuffer(4);
@@ -71,7 +74,7 @@ export async function startWorkerThread(options: { config: Config; logger: Logge
 
   /** Starts a thread and resolves once it runs; rejects if it cannot start. */
   function run(): Promise<void> {
-    const worker = spawn({ config, inFlight });
+    const worker = spawn({ config, connections, inFlight });
     return new Promise<void>((resolve, reject) => {
       let started = false;
       worker.on('message', (message: FromWorkerThread) => {

@@ -1,7 +1,7 @@
 // Per-tenant request limits. On Postgres the counters live in the `rate_limit` table so every api
 // instance shares them; the embedded database serves one process, so memory suffices there. If
 // the store fails, an in-memory limiter stands in rather than refusing or waving everything through.
-import pg from 'pg';
+import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 
 export interface RateLimitDecision {
@@ -25,14 +25,16 @@ export function rateLimitKey(viewer: { tenantId: string | null }): string {
   return viewer.tenantId === null ? 'service' : `tenant:${viewer.tenantId}`;
 }
 
-export function createRateLimiter(options: { perMinute: number; postgresUrl?: string | undefined }): RateLimiter | undefined {
+export function createRateLimiter(options: {
+  perMinute: number;
+  /** The counters' store on Postgres (a pool of src/db/connections.ts); unset: memory. */
+  postgresPool?: pg.Pool | undefined;
+}): RateLimiter | undefined {
   if (options.perMinute <= 0) return undefined;
   const memory = new RateLimiterMemory({ points: options.perMinute, duration: WINDOW_SEC, keyPrefix: 'tenant' });
-  let pool: pg.Pool | undefined;
+  const pool = options.postgresPool;
   let limiter: RateLimiterAbstract = memory;
-  if (options.postgresUrl) {
-    pool = new pg.Pool({ connectionString: options.postgresUrl, max: 4 });
-    pool.on('error', () => undefined);
+  if (pool) {
     limiter = new RateLimiterPostgres({
       storeClient: pool,
       storeType: 'pool',
@@ -69,7 +71,7 @@ export function createRateLimiter(options: { perMinute: number; postgresUrl?: st
       }
     },
     async close() {
-      await pool?.end();
+      // The pool belongs to the gateway's database connections, which close it.
     },
   };
 }

@@ -4,7 +4,8 @@
 import { randomBytes } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, openDatabase, type Database } from '../../src/db/orm.js';
+import { openDatabase, type Database } from '../../src/db/connections.js';
+import { migrate } from '../../src/db/orm.js';
 import { claimDue, releaseLeases, type Claimed, type HeldShare } from '../../src/delivery/queue.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
@@ -18,7 +19,7 @@ const em = (): EntityManager => db.orm.em.fork();
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  db = await openDatabase({ databaseUrl: database.env['DATABASE_URL'], dataDir: database.dataDir }, { preparedStatements: true });
+  db = await openDatabase({ databaseUrl: database.env['DATABASE_URL'], dataDir: database.dataDir });
   await migrate(db);
 });
 

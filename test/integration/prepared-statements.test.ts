@@ -4,7 +4,8 @@
 // embedded database plans them per call.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, openDatabase, type Database } from '../../src/db/orm.js';
+import { openDatabase, type Database } from '../../src/db/connections.js';
+import { migrate } from '../../src/db/orm.js';
 import { PREPARED_PLANNER_SETTINGS } from '../../src/db/statements.js';
 import { claimDue, CLAIM_SQL, RECORD_SQL } from '../../src/delivery/queue.js';
 import { PUBLISH_MANY, PUBLISH_TO_SUBSCRIBERS } from '../../src/modules/events/event.service.js';
@@ -99,7 +100,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    db = await openDatabase({ databaseUrl: database.url, dataDir: database.dataDir }, { preparedStatements: true });
+    db = await openDatabase({ databaseUrl: database.url, dataDir: database.dataDir });
     await migrate(db);
   });
 

@@ -5,11 +5,10 @@ import type { Viewer } from '../../src/auth/viewer.js';
 import {
   CHANNEL_DELIVERIES_DUE,
   CHANNEL_DELIVERY_UPDATES,
-  createLocalNotifier,
-  createPostgresNotifier,
   type Notifier,
 } from '../../src/db/notifier.js';
-import { migrate, openDatabase, type Database } from '../../src/db/orm.js';
+import { openDatabase, type Database } from '../../src/db/connections.js';
+import { migrate } from '../../src/db/orm.js';
 import { createLogger } from '../../src/logger.js';
 import { EventService } from '../../src/modules/events/event.service.js';
 import { eventDeliveriesNotice } from '../../src/subscriptions/delivery-update-notice.js';
@@ -31,9 +30,9 @@ describe('publishes that arrive together', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    db = await openDatabase({ databaseUrl: database.url, dataDir: database.dataDir }, { preparedStatements: true });
+    db = await openDatabase({ databaseUrl: database.url, dataDir: database.dataDir });
     await migrate(db);
-    notifier = db.embedded ? createLocalNotifier() : createPostgresNotifier({ url: db.url, orm: db.orm, logger: createLogger('silent') });
+    notifier = db.createNotifier(createLogger('silent'));
     notifier.listen(CHANNEL_DELIVERY_UPDATES, (payload) => updates.push(payload));
     notifier.listen(CHANNEL_DELIVERIES_DUE, () => (dueWakeUps += 1));
     // Tenant "together": three subscribed webhooks, one disabled, one for another event.
