@@ -2,9 +2,9 @@
 // and checked against the server's max_connections at start, and errors sorted into those a retry
 // can fix and the rest.
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { planConnections } from '../../src/db/connections.js';
+import { openDatabase, planConnections, type Database } from '../../src/db/connections.js';
 import { isRetryableDatabaseError } from '../../src/db/retryable-errors.js';
 import { userToken } from '../helpers/auth.js';
 import { createTestDatabase, onRealPostgres, realPostgresUrl, type TestDatabase } from '../helpers/database.js';
@@ -124,46 +124,44 @@ async function query(url: string, text: string, values: unknown[] = []): Promise
 }
 
 describe('errors a retry can fix', () => {
+  let db: Database;
+  beforeAll(async () => {
+    const database = await createTestDatabase();
+    db = await openDatabase({ databaseUrl: database.url, dataDir: database.dataDir });
+    return async () => {
+      await db.close();
+      await database.drop();
+    };
+  });
+
   it('a refused connection, a serialization failure, a deadlock and a restarting server are retried', async () => {
     const port = await freePort();
     const refused = await errorOf(() => new pg.Client({ host: '127.0.0.1', port, connectionTimeoutMillis: 5_000 }).connect());
     expect(isRetryableDatabaseError(refused)).toBe(true);
-    const database = await createTestDatabase();
-    const gw = await startTestGateway({ ROLE: 'api' }, database);
-    try {
-      const em = gw.gateway.db.orm.em.fork();
-      for (const state of ['40001', '40P01', '57P01', '57P03']) {
-        const err = await errorOf(() => em.getConnection().getKnex().raw(`do $$ begin raise exception 'fault' using errcode = '${state}'; end $$`));
-        expect(err).toBeInstanceOf(pg.DatabaseError);
-        expect(isRetryableDatabaseError(err), state).toBe(true);
-      }
-    } finally {
-      await gw.close();
+    const knex = db.orm.em.fork().getConnection().getKnex();
+    for (const state of ['40001', '40P01', '57P01', '57P03']) {
+      const err = await errorOf(() => knex.raw(`do $$ begin raise exception 'fault' using errcode = '${state}'; end $$`));
+      expect(err).toBeInstanceOf(pg.DatabaseError);
+      expect(isRetryableDatabaseError(err), state).toBe(true);
     }
   });
 
   it('an error the statement would repeat, or one after which it may have run, is not', async () => {
-    const database = await createTestDatabase();
-    const gw = await startTestGateway({ ROLE: 'api' }, database);
+    const knex = db.orm.em.fork().getConnection().getKnex();
+    const division = await errorOf(() => knex.raw('select 1 / 0'));
+    expect((division as pg.DatabaseError).code).toBe('22012');
+    expect(isRetryableDatabaseError(division)).toBe(false);
+    const duplicate = await errorOf(() => knex.raw(`do $$ begin raise exception 'fault' using errcode = '23505'; end $$`));
+    expect(isRetryableDatabaseError(duplicate)).toBe(false);
+    // The client stopped waiting: the statement may still have run.
+    const c = new pg.Client({ connectionString: db.url, query_timeout: 100 });
+    await c.connect();
     try {
-      const knex = gw.gateway.db.orm.em.fork().getConnection().getKnex();
-      const division = await errorOf(() => knex.raw('select 1 / 0'));
-      expect((division as pg.DatabaseError).code).toBe('22012');
-      expect(isRetryableDatabaseError(division)).toBe(false);
-      const duplicate = await errorOf(() => knex.raw(`do $$ begin raise exception 'fault' using errcode = '23505'; end $$`));
-      expect(isRetryableDatabaseError(duplicate)).toBe(false);
-      // The client stopped waiting: the statement may still have run.
-      const c = new pg.Client({ connectionString: gw.gateway.db.url, query_timeout: 100 });
-      await c.connect();
-      try {
-        const late = await errorOf(() => c.query('select pg_sleep(1)'));
-        expect((late as Error).message).toBe('Query read timeout');
-        expect(isRetryableDatabaseError(late)).toBe(false);
-      } finally {
-        await c.end().catch(() => undefined);
-      }
+      const late = await errorOf(() => c.query('select pg_sleep(1)'));
+      expect((late as Error).message).toBe('Query read timeout');
+      expect(isRetryableDatabaseError(late)).toBe(false);
     } finally {
-      await gw.close();
+      await c.end().catch(() => undefined);
     }
   });
 });
