@@ -6,7 +6,8 @@ import type { SecretBox } from '../crypto/secrets.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
 import { newId } from '../ids.js';
-import { cancelDelivery, type ClaimedDelivery, type RecordedAttempt } from './queue.js';
+import type { ClaimedDelivery } from './claim.js';
+import { cancelDelivery, type RecordedAttempt } from './queue.js';
 import { createAttemptRecorder } from './recorder.js';
 import type { Sender, SendResult } from './sender.js';
 

@@ -1,18 +1,15 @@
 // The worker loop: claim due deliveries into free slots, send them, repeat. Woken by NOTIFY when
 // something is published or a slot frees up, and by a poll timer as the fallback (retries that
-// come due, missed notifications). Nothing here is durable state: the queue is the table.
-// Spare rows (see CLAIM_SQL): the claim may lease this worker a spare row per request it holds
-// open to a webhook; when one of those requests ends, the next spare of that webhook is sent in
-// its place at once, without waiting for a claim. A spare is never sent into a slot it did not
-// inherit from a request of this worker, so the worker never has more requests open to a webhook
-// than its last claim allowed. Spares are handed back (their leases cleared, so any worker may
-// claim them at once) when their webhook changes, when they have waited too long, and at shutdown.
+// come due, missed notifications). Nothing here is durable state: the queue is the table. Which
+// rows to take and which spares to send is the claim rule's (claim.ts): the loop tells it what
+// happened (a claim answered, a request ended, a webhook changed) and does what it answers.
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from '../db/notifier.js';
 import type { Deliverer } from './deliverer.js';
-import { claimDue, pruneAttempts, releaseLeases, type ClaimedDelivery, type HeldShare } from './queue.js';
+import { claimDue, createHoldings, type ClaimedDelivery } from './claim.js';
+import { pruneAttempts, releaseLeases } from './queue.js';
 
 export interface SchedulerOptions {
   concurrency: number;
@@ -31,16 +28,6 @@ export interface Scheduler {
   stop(graceMs: number): Promise<void>;
   /** Attempts being sent or recorded (spares not counted). */
   readonly inFlight: number;
-}
-
-/** What this worker holds of one webhook. */
-interface Share {
-  /** Requests open (sent, not yet over). */
-  open: number;
-  /** The most requests this worker may have open to the webhook: what its last claim allowed. */
-  slots: number;
-  /** Spare rows, oldest first, each with the time by which it must be sent. */
-  spares: { delivery: ClaimedDelivery; sendBy: number }[];
 }
 
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
@@ -69,13 +56,8 @@ export function createScheduler(deps: {
   onInFlightChange?: (count: number) => void;
 }): Scheduler {
   const { orm, logger, options } = deps;
-  // A spare is leased for one request longer than a row sent at once; it is handed back rather
-  // than sent once less than a whole lease is left.
-  const spareLeaseMs = options.leaseMs + options.requestTimeoutMs;
+  const holdings = createHoldings({ leaseMs: options.leaseMs, requestTimeoutMs: options.requestTimeoutMs });
   const inFlight = new Map<string, Promise<void>>();
-  const shares = new Map<string, Share>();
-  /** Webhooks with spares that wait for a free worker slot. */
-  const waitingForSlot = new Set<string>();
   let running = false;
   let wakePending = false;
   let wakeUp: (() => void) | undefined;
@@ -106,22 +88,6 @@ export function createScheduler(deps: {
       wakeUp = done;
     });
 
-  const shareOf = (webhookId: string): Share => {
-    let share = shares.get(webhookId);
-    if (!share) shares.set(webhookId, (share = { open: 0, slots: 0, spares: [] }));
-    return share;
-  };
-
-  /** Forgets a webhook's share once nothing of it is held. */
-  const settle = (webhookId: string, share: Share) => {
-    if (share.spares.length === 0) {
-      // Slots without a spare to fill them go back: the next claim counts them again.
-      share.slots = share.open;
-      waitingForSlot.delete(webhookId);
-      if (share.open === 0) shares.delete(webhookId);
-    }
-  };
-
   /** Releases being written; the stop waits for them before the database closes. */
   const handingBack = new Set<Promise<void>>();
   /** Clears the leases of spares this worker will not send, so any worker may claim them now. */
@@ -138,14 +104,13 @@ export function createScheduler(deps: {
     handingBack.add(release);
   };
 
+  /** Sends a delivery the holdings count as an open request. */
   function start(delivery: ClaimedDelivery): void {
-    const share = shareOf(delivery.webhookId);
-    share.open += 1;
     let requestOver = false;
     const endRequest = () => {
       if (requestOver) return;
       requestOver = true;
-      share.open -= 1;
+      holdings.ended(delivery.webhookId);
       sendSpares(delivery.webhookId);
       wake();
     };
@@ -160,55 +125,19 @@ export function createScheduler(deps: {
         inFlight.delete(delivery.id);
         deps.onInFlightChange?.(inFlight.size);
         endRequest();
-        for (const webhookId of [...waitingForSlot]) sendSpares(webhookId);
+        for (const webhookId of holdings.waiting()) sendSpares(webhookId);
         wake();
       });
     inFlight.set(delivery.id, job);
     deps.onInFlightChange?.(inFlight.size);
   }
 
-  /** Sends a webhook's spares into the slots its ended requests left, while worker slots are free. */
+  /** Sends the spares of a webhook that the holdings release into free slots. */
   function sendSpares(webhookId: string): void {
-    const share = shares.get(webhookId);
-    if (!share) return;
-    const late: ClaimedDelivery[] = [];
-    while (running && share.spares.length > 0 && share.open < share.slots) {
-      if (inFlight.size >= options.concurrency) {
-        waitingForSlot.add(webhookId);
-        break;
-      }
-      const next = share.spares.shift()!;
-      if (Date.now() > next.sendBy) late.push(next.delivery);
-      else start(next.delivery);
-    }
-    if (share.spares.length === 0 || share.open >= share.slots) waitingForSlot.delete(webhookId);
+    if (!running) return;
+    const { send, late } = holdings.sparesToSend(webhookId, options.concurrency - inFlight.size, Date.now());
+    for (const delivery of send) start(delivery);
     handBack(late, 'waited too long');
-    settle(webhookId, share);
-  }
-
-  /**
-   * Hands back the spares of a webhook that changed (disabled, deleted, moved to another URL), or
-   * of every webhook (null), so they are claimed afresh with the webhook as it now is.
-   */
-  function dropSpares(webhookId: string | null, reason: string): void {
-    const dropped: ClaimedDelivery[] = [];
-    for (const id of webhookId === null ? [...shares.keys()] : [webhookId]) {
-      const share = shares.get(id);
-      if (!share) continue;
-      dropped.push(...share.spares.splice(0).map((s) => s.delivery));
-      settle(id, share);
-    }
-    handBack(dropped, reason);
-  }
-
-  function held(): { ids: string[]; shares: HeldShare[] } {
-    const ids = [...inFlight.keys()];
-    const list: HeldShare[] = [];
-    for (const [webhookId, share] of shares) {
-      for (const spare of share.spares) ids.push(spare.delivery.id);
-      if (share.open > 0 || share.spares.length > 0) list.push({ webhookId, open: share.open, spares: share.spares.length });
-    }
-    return { ids, shares: list };
   }
 
   async function loop(): Promise<void> {
@@ -217,16 +146,16 @@ export function createScheduler(deps: {
       let sentCount = 0;
       if (free > 0) {
         try {
-          const holding = held();
+          const held = holdings.forClaim(inFlight.keys());
           const claimStarted = Date.now();
           const claimed = await claimDue(orm.em.fork(), {
             limit: free,
             slots: options.concurrency,
             perWebhookCap: options.perWebhookCap,
             leaseMs: options.leaseMs,
-            spareLeaseMs,
-            heldIds: holding.ids,
-            shares: holding.shares,
+            spareLeaseMs: holdings.spareLeaseMs,
+            heldIds: held.heldIds,
+            shares: held.shares,
           });
           sentCount = claimed.send.length;
           if (!running) {
@@ -234,24 +163,9 @@ export function createScheduler(deps: {
             handBack([...claimed.send, ...claimed.spares], 'shutdown');
             break;
           }
-          // What this claim allowed on each webhook it gave rows of: the requests open when it was
-          // sent, and the rows it sends now. Requests that ended meanwhile leave their slots to spares.
-          const openAtClaim = new Map(holding.shares.map((h) => [h.webhookId, h.open]));
-          const allowed = new Map<string, number>();
-          for (const delivery of [...claimed.send, ...claimed.spares]) {
-            allowed.set(delivery.webhookId, openAtClaim.get(delivery.webhookId) ?? 0);
-          }
-          for (const delivery of claimed.send) {
-            allowed.set(delivery.webhookId, allowed.get(delivery.webhookId)! + 1);
-            start(delivery);
-          }
-          // By then the spare's lease still covers a whole request and half the margin for its record.
-          const sendBy = claimStarted + options.requestTimeoutMs + (options.leaseMs - options.requestTimeoutMs) / 2;
-          for (const delivery of claimed.spares) shareOf(delivery.webhookId).spares.push({ delivery, sendBy });
-          for (const [webhookId, slots] of allowed) {
-            shareOf(webhookId).slots = slots;
-            sendSpares(webhookId);
-          }
+          const touched = holdings.took(claimed, held.shares, claimStarted);
+          for (const delivery of claimed.send) start(delivery);
+          for (const webhookId of touched) sendSpares(webhookId);
         } catch (err) {
           // A database blip (restart, failover) must not stop the worker: wait and claim again.
           logger.warn({ err }, 'claiming deliveries failed; retrying');
@@ -282,7 +196,7 @@ export function createScheduler(deps: {
         deps.notifier.listen(CHANNEL_DELIVERIES_DUE, wake),
         // An empty payload: the listening connection was re-established and notices may be lost.
         deps.notifier.listen(CHANNEL_WEBHOOKS_CHANGED, (webhookId) =>
-          dropSpares(webhookId === '' ? null : webhookId, 'webhook changed'),
+          handBack(holdings.drop(webhookId === '' ? null : webhookId), 'webhook changed'),
         ),
       ];
       loopDone = loop();
@@ -299,7 +213,7 @@ export function createScheduler(deps: {
       wake();
       await loopDone;
       // Spares are not sent any more: another worker may take them at once.
-      dropSpares(null, 'shutdown');
+      handBack(holdings.drop(null), 'shutdown');
       const pending = [...inFlight.values()];
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
