@@ -59,6 +59,8 @@ export interface Config {
   maxEventBytes: number;
   attemptRetentionMs: number;
   responseBodyLimitBytes: number;
+  /** How often open subscriptions' API keys are re-read, for revocations whose notice was missed. */
+  subscriptionCredentialsCheckMs: number;
 }
 
 export class ConfigError extends Error {
@@ -184,6 +186,7 @@ const envSchema = z.object({
   MAX_EVENT_BYTES: integer(262_144, 1024, 100 * 1_048_576),
   ATTEMPT_RETENTION: duration('30d'),
   RESPONSE_BODY_LIMIT_BYTES: integer(4096, 0, 1_048_576),
+  SUBSCRIPTION_CREDENTIALS_CHECK_INTERVAL: duration('15s'),
 });
 
 /** Reads and validates the environment; throws ConfigError naming every problem. */
@@ -206,6 +209,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (e.WEBHOOK_TIMEOUT <= 0) problems.push('WEBHOOK_TIMEOUT: must be above zero');
   if (e.DATABASE_QUERY_TIMEOUT < 100) problems.push('DATABASE_QUERY_TIMEOUT: must be at least 100ms');
+  // A revoked key's streams must end within 30 s even when the revocation's notice is lost.
+  if (e.SUBSCRIPTION_CREDENTIALS_CHECK_INTERVAL < 10 || e.SUBSCRIPTION_CREDENTIALS_CHECK_INTERVAL > 25_000) {
+    problems.push('SUBSCRIPTION_CREDENTIALS_CHECK_INTERVAL: must be from 10ms to 25s');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     port: e.PORT,
@@ -249,5 +256,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxEventBytes: e.MAX_EVENT_BYTES,
     attemptRetentionMs: e.ATTEMPT_RETENTION,
     responseBodyLimitBytes: e.RESPONSE_BODY_LIMIT_BYTES,
+    subscriptionCredentialsCheckMs: e.SUBSCRIPTION_CREDENTIALS_CHECK_INTERVAL,
   };
 }

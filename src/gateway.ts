@@ -18,6 +18,7 @@ import { startWorkerThread, usesWorkerThread } from './delivery/worker-thread.js
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
 import { createMetrics } from './observability/metrics.js';
+import { createCredentialWatch, type CredentialWatch } from './subscriptions/credential-watch.js';
 import { createDeliveryUpdateHub, type DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
 import { attachLiveSubscriptions, type LiveSubscriptions } from './subscriptions/live-subscriptions.js';
 
@@ -52,6 +53,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let rateLimiter: RateLimiter | undefined;
   let live: LiveSubscriptions | undefined;
   let deliveryUpdates: DeliveryUpdateHub | undefined;
+  let credentials: CredentialWatch | undefined;
   const sender = createSender(senderOptions(config));
 
   // Graceful: stop accepting, let requests and attempts in flight finish within the bound, hand
@@ -68,6 +70,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     // Subscriptions never end by themselves: end them, or their connections hold the server open.
     await Promise.all([live?.close(), serverClosed, scheduler?.stop(config.shutdownTimeoutMs)]);
     clearTimeout(force);
+    credentials?.close();
     sender.close();
     await rateLimiter?.close();
     await notifier?.close();
@@ -107,7 +110,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     let url: string | undefined;
     if (config.role !== 'worker') {
       rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, postgresPool: db.service });
-      deliveryUpdates = createDeliveryUpdateHub({ notifier, orm: db.orm, logger, maxPerTenant: config.maxSubscriptionsPerTenant });
+      credentials = createCredentialWatch({ notifier, orm: db.orm, logger, checkIntervalMs: config.subscriptionCredentialsCheckMs });
+      deliveryUpdates = createDeliveryUpdateHub({ notifier, orm: db.orm, logger, maxPerTenant: config.maxSubscriptionsPerTenant, credentials });
       const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates };
       const app = createApp(appDeps);
       const s = createServer((req, res) => {
@@ -139,7 +143,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         );
       });
       server = s;
-      live = attachLiveSubscriptions(s, appDeps);
+      live = attachLiveSubscriptions(s, { ...appDeps, credentials });
       s.headersTimeout = 30_000;
       s.requestTimeout = 60_000;
       s.keepAliveTimeout = 5_000;

@@ -51,7 +51,7 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
   });
   return {
     webhooks,
-    apiKeys: new ApiKeyService(em),
+    apiKeys: new ApiKeyService(em, deps.notifier),
     events: new EventService(em, deps.notifier, deps.config.maxEventBytes),
     deliveries: new DeliveryService(em, deps.deliverer, webhooks),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deps.deliveryUpdates),

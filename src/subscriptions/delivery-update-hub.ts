@@ -14,12 +14,16 @@
 // - A tenant holds at most `maxPerTenant` subscriptions here (MAX_SUBSCRIPTIONS_PER_TENANT), over
 //   every transport: the count is the tenant's own set below, so it cannot drift from what is open.
 //   One more is refused before anything is created or listened to.
+// - A subscription ends with the credentials it was opened with (see credential-watch.ts): its
+//   last message says why, and nothing queued before it is handed out after its credentials end.
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
+import type { Viewer } from '../auth/viewer.js';
 import { AppError } from '../errors.js';
 import { DeliveryAttemptSchema, type DeliveryAttempt } from '../modules/deliveries/delivery-attempt.entity.js';
 import { DeliverySchema, type Delivery } from '../modules/deliveries/delivery.entity.js';
+import type { CredentialsEnd, CredentialWatch } from './credential-watch.js';
 import { parseNotice, type UpdateNotice } from './delivery-update-notice.js';
 
 export type DeliveryUpdateKind = 'created' | 'attempt' | 'status';
@@ -30,12 +34,18 @@ export interface DeliveryUpdate {
   attempt: DeliveryAttempt | null;
 }
 
-/** What a subscription yields: updates, and last of all `overflow` if it fell too far behind. */
-export type DeliveryUpdateMessage = DeliveryUpdate | { kind: 'overflow' };
+/**
+ * What a subscription yields: updates, and last of all `overflow` if it fell too far behind, or
+ * `credentials-ended` once its token expired or its API key was revoked.
+ */
+export type DeliveryUpdateMessage = DeliveryUpdate | { kind: 'overflow' } | { kind: 'credentials-ended'; why: CredentialsEnd };
 
 export interface DeliveryUpdateHub {
-  /** Throws RATE_LIMITED when the tenant already has its quota of subscriptions open here. */
-  subscribe(tenantId: string, webhookId: string | null): AsyncIterableIterator<DeliveryUpdateMessage>;
+  /**
+   * Throws RATE_LIMITED when the tenant already has its quota of subscriptions open here. With
+   * `credentials`, the subscription ends when they do.
+   */
+  subscribe(tenantId: string, webhookId: string | null, credentials?: Viewer): AsyncIterableIterator<DeliveryUpdateMessage>;
   /** Throws RATE_LIMITED when the tenant may not open one more subscription here now. */
   checkRoom(tenantId: string): void;
   /** Subscriptions open here, over every transport (for the metrics gauge). */
@@ -50,6 +60,7 @@ export interface DeliveryUpdateHubDeps {
   logger?: Logger | undefined;
   /** MAX_SUBSCRIPTIONS_PER_TENANT. */
   maxPerTenant: number;
+  credentials: CredentialWatch;
 }
 
 /** Updates a subscriber may have waiting before it is ended as too slow. */
@@ -88,6 +99,8 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
   private queue: DeliveryUpdateMessage[] = [];
   private readonly waiting: ((result: IteratorResult<DeliveryUpdateMessage>) => void)[] = [];
   private open = true;
+  /** Stops watching the credentials it was opened with. */
+  unwatch: () => void = () => undefined;
 
   constructor(
     readonly tenantId: string,
@@ -104,8 +117,7 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
       waiter({ value: update, done: false });
     } else if (this.queue.length >= SUBSCRIBER_QUEUE_LIMIT) {
       // What is queued is already stale for a client this far behind; it must re-read anyway.
-      this.queue = [{ kind: 'overflow' }];
-      this.stop();
+      this.finish({ kind: 'overflow' });
     } else {
       this.queue.push(update);
     }
@@ -115,8 +127,18 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
   stop(): void {
     if (!this.open) return;
     this.open = false;
+    this.unwatch();
     this.detach(this);
     if (this.queue.length === 0) for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
+  }
+
+  /** Ends with `last` as the only message still to be handed out. */
+  finish(last: DeliveryUpdateMessage): void {
+    if (!this.open) return;
+    const waiter = this.waiting.shift();
+    if (waiter) waiter({ value: last, done: false });
+    else this.queue = [last];
+    this.stop();
   }
 
   next(): Promise<IteratorResult<DeliveryUpdateMessage>> {
@@ -143,7 +165,7 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
 }
 
 export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUpdateHub {
-  const { notifier, orm, logger, maxPerTenant } = deps;
+  const { notifier, orm, logger, maxPerTenant, credentials } = deps;
   const byTenant = new Map<string, Set<Subscription>>();
   const recentAttempts = new Set<string>();
   let backlog: UpdateNotice[] = [];
@@ -332,7 +354,7 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
   return {
     checkRoom,
     openCount: () => openCount,
-    subscribe(tenantId, webhookId) {
+    subscribe(tenantId, webhookId, viewer) {
       if (!closed) checkRoom(tenantId);
       const subscription = new Subscription(tenantId, webhookId, Date.now(), detach);
       if (closed) {
@@ -350,6 +372,7 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
       }
       set.add(subscription);
       openCount += 1;
+      if (viewer) subscription.unwatch = credentials.watch(viewer, (why) => subscription.finish({ kind: 'credentials-ended', why }));
       return subscription;
     },
     close() {

@@ -1,5 +1,6 @@
 // Starting a live delivery subscription: the per-request half, which checks what the viewer may
 // watch before the process-wide hub takes over.
+import { requireTenant, type Viewer } from '../auth/viewer.js';
 import type { WebhookService } from '../modules/webhooks/webhook.service.js';
 import type { DeliveryUpdateHub, DeliveryUpdateMessage } from './delivery-update-hub.js';
 
@@ -10,13 +11,15 @@ export class DeliveryUpdatesService {
   ) {}
 
   /**
-   * Updates of one webhook of the tenant, or of all of them when `webhookId` is null. A
+   * Updates of one webhook of the viewer's tenant, or of all of them when `webhookId` is null,
+   * until the viewer's credentials end (the token expires, the API key is revoked). A
    * malformed, unknown or foreign webhook id is NOT_FOUND, before anything is streamed. A tenant
    * at its subscription quota is RATE_LIMITED, before the webhook is even looked up.
    */
-  async subscribe(tenantId: string, webhookId: string | null): Promise<AsyncIterableIterator<DeliveryUpdateMessage>> {
+  async subscribe(viewer: Viewer | null, webhookId: string | null): Promise<AsyncIterableIterator<DeliveryUpdateMessage>> {
+    const tenantId = requireTenant(viewer);
     this.hub.checkRoom(tenantId);
     if (webhookId !== null) await this.webhooks.get(tenantId, webhookId);
-    return this.hub.subscribe(tenantId, webhookId);
+    return this.hub.subscribe(tenantId, webhookId, viewer ?? undefined);
   }
 }

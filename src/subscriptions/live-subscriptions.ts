@@ -12,11 +12,13 @@ import type { Context } from 'graphql-ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { AppDeps } from '../app.js';
+import type { Viewer } from '../auth/viewer.js';
 import { createAuthenticator } from '../auth/authenticator.js';
 import { toGraphQLError } from '../graphql/errors.js';
 import { rateLimitKey } from '../http/rate-limit.js';
 import { createGraphQLServer } from '../graphql/yoga.js';
 import { createRequestContextFactory } from '../request-context.js';
+import type { CredentialWatch } from './credential-watch.js';
 
 export interface LiveSubscriptions {
   /** Ends every subscription (WebSocket and Server-Sent Events) and closes the sockets. */
@@ -49,7 +51,7 @@ function authorizationFrom(params: Readonly<Record<string, unknown>> | undefined
   return header || undefined;
 }
 
-export function attachLiveSubscriptions(server: Server, deps: AppDeps): LiveSubscriptions {
+export function attachLiveSubscriptions(server: Server, deps: AppDeps & { credentials: CredentialWatch }): LiveSubscriptions {
   const { logger } = deps;
   const authenticator = createAuthenticator(deps.config, deps.orm);
   const contextFactory = createRequestContextFactory({ ...deps, authenticator });
@@ -88,15 +90,24 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps): LiveSubs
         };
         const authorization = authorizationFrom(ctx.connectionParams, ctx.extra.request.headers.authorization);
         if (authorization === undefined) return refuse(UNAUTHORIZED, 'Unauthorized');
-        let tenantId: string | null;
+        let viewer: Viewer | null;
         try {
-          tenantId = (await contextFactory.authenticate({ authorization }))?.tenantId ?? null;
+          viewer = await contextFactory.authenticate({ authorization });
         } catch {
           return refuse(UNAUTHORIZED, 'Unauthorized');
         }
-        if (tenantId === null) return refuse(FORBIDDEN, 'Forbidden');
+        if (viewer?.tenantId === null || viewer?.tenantId === undefined) return refuse(FORBIDDEN, 'Forbidden');
         authorizations.set(ctx, authorization);
-        tenants.set(ctx, tenantId);
+        tenants.set(ctx, viewer.tenantId);
+        // The connection lives on its credentials: when they end, so does it, with every operation.
+        const { socket } = ctx.extra;
+        const unwatch = deps.credentials.watch(viewer, (why) => {
+          logger.debug({ why }, 'websocket closed: credentials ended');
+          socket.close(UNAUTHORIZED, why === 'expired' ? 'Token expired' : 'API key revoked');
+        });
+        // A client gone while it was authenticated is closed already: no close event is coming.
+        if (socket.readyState === socket.CLOSING || socket.readyState === socket.CLOSED) unwatch();
+        else socket.once('close', unwatch);
         return true;
       },
       onSubscribe: async (ctx, _id, payload) => {

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { apiKeyPrefix, generateApiKey, hashApiKey } from '../../crypto/api-key-token.js';
+import { CHANNEL_API_KEYS_REVOKED, type Notifier } from '../../db/notifier.js';
 import { isStorableText } from '../../db/storable-text.js';
 import { AppError, notFound } from '../../errors.js';
 import { isId, newId } from '../../ids.js';
@@ -27,7 +28,11 @@ export interface CreatedApiKey {
 }
 
 export class ApiKeyService {
-  constructor(private readonly em: EntityManager) {}
+  constructor(
+    private readonly em: EntityManager,
+    /** Announces revocations to this process when SQL's NOTIFY does not reach it (embedded). */
+    private readonly notifier?: Notifier,
+  ) {}
 
   async list(tenantId: string): Promise<ApiKey[]> {
     return this.em.find(ApiKeySchema, { tenantId, revokedAt: null }, { orderBy: { seq: 'desc' } });
@@ -60,11 +65,18 @@ export class ApiKeyService {
 
   async revoke(tenantId: string, id: string): Promise<void> {
     if (!isId('key', id)) throw notFound('API key');
-    const updated = await this.em.nativeUpdate(
-      ApiKeySchema,
-      { id, tenantId, revokedAt: null },
-      { revokedAt: new Date() },
+    // The announcement travels with the update and is delivered at its commit, whoever revokes
+    // (the API or the command line): every api instance then ends the streams opened with it.
+    const revoked = await this.em.getConnection().execute<{ id: string }[]>(
+      `with revoked as (
+         update api_key set revoked_at = now() where id = ? and tenant_id = ? and revoked_at is null returning id
+       )
+       select id, pg_notify(?, id) from revoked`,
+      [id, tenantId, CHANNEL_API_KEYS_REVOKED],
+      'all',
+      this.em.getTransactionContext(),
     );
-    if (updated === 0) throw notFound('API key');
+    if (revoked.length === 0) throw notFound('API key');
+    if (this.notifier && !this.notifier.viaSql) await this.notifier.notify(CHANNEL_API_KEYS_REVOKED, id).catch(() => undefined);
   }
 }

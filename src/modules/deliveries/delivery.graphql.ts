@@ -146,6 +146,8 @@ builder.subscriptionFields((t) => ({
       `A subscriber more than ${SUBSCRIBER_QUEUE_LIMIT} updates behind gets a SERVICE_UNAVAILABLE error and the subscription ends:`,
       'subscribe again and re-read the deliveries it cares about.',
       'When the connection is cut (an instance shutting down), reconnect and subscribe again, then re-read: updates made meanwhile are not replayed.',
+      'A subscription ends with its credentials: once the token expires or within 30 seconds of the API key being revoked, with an UNAUTHORIZED error',
+      '(over WebSocket the connection closes with code 4401).',
     ].join(' '),
     args: {
       webhookId: t.arg.id({
@@ -154,13 +156,16 @@ builder.subscriptionFields((t) => ({
       }),
     },
     subscribe: (_root, { webhookId }, ctx) =>
-      ctx.services.deliveryUpdates.subscribe(requireTenant(ctx.viewer), webhookId === null || webhookId === undefined ? null : String(webhookId)),
+      ctx.services.deliveryUpdates.subscribe(ctx.viewer, webhookId === null || webhookId === undefined ? null : String(webhookId)),
     resolve: (message, _args, ctx) => {
       // One context serves the whole subscription: without this its EntityManager would keep
       // every row that nested fields load, for as long as the subscription lives.
       ctx.em.clear();
       if (message.kind === 'overflow') {
         throw new AppError('SERVICE_UNAVAILABLE', 'too many updates waiting for this subscriber; subscribe again and re-read the deliveries');
+      }
+      if (message.kind === 'credentials-ended') {
+        throw new AppError('UNAUTHORIZED', message.why === 'expired' ? 'the token has expired' : 'the API key was revoked');
       }
       return message;
     },
