@@ -34,6 +34,8 @@ export interface AppDeps {
   metrics: Metrics;
   rateLimiter: RateLimiter | undefined;
   deliveryUpdates: DeliveryUpdateHub;
+  /** Whether this instance can do its work now: /readyz answers 200 when true, else 503. */
+  ready: () => Promise<boolean>;
 }
 
 export interface App {
@@ -69,15 +71,6 @@ export function createApp(deps: AppDeps): App {
     onAuthenticated: limit,
   });
 
-  async function ready(): Promise<boolean> {
-    try {
-      await orm.em.fork().getConnection().execute('select 1');
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   async function graphql(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     if (rateLimiter) {
       // Anonymous and badly authenticated requests are yoga's to refuse; only known tenants count.
@@ -112,7 +105,7 @@ export function createApp(deps: AppDeps): App {
       return path;
     }
     if (path === '/readyz') {
-      if (await ready()) sendJson(res, 200, { status: 'ok' });
+      if (await deps.ready()) sendJson(res, 200, { status: 'ok' });
       else sendJson(res, 503, { status: 'unavailable' });
       return path;
     }

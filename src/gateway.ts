@@ -37,6 +37,12 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+// /readyz answers within 5 seconds whatever the database does: its probe has a limit of its own.
+const READY_PROBE_TIMEOUT_MS = 2_000;
+// A worker whose claim loop has not come round for this long is stuck (on a database that stopped
+// answering, say), however well a fresh connection answers the probe.
+const WORKER_STALLED_MS = 60_000;
+
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
   const embedded = config.databaseUrl === undefined;
   const plan = planConnections(config.databasePoolSize, {
@@ -58,6 +64,17 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   // Graceful: stop accepting, let requests and attempts in flight finish within the bound, hand
   // back the leases of whatever is still unsent, then close the database.
+  /**
+   * Ready when the database answers a probe on a connection of its own within
+   * READY_PROBE_TIMEOUT_MS, and this instance's worker, if it has one, completed a claim cycle
+   * within max(60 s, 3 × WORKER_POLL_INTERVAL).
+   */
+  async function ready(): Promise<boolean> {
+    const stalledAfterMs = Math.max(WORKER_STALLED_MS, 3 * config.pollIntervalMs);
+    if (scheduler && Date.now() - scheduler.lastCycleAt > stalledAfterMs) return false;
+    return db.ping(READY_PROBE_TIMEOUT_MS);
+  }
+
   let closing: Promise<void> | undefined;
   const open = new Set<ServerResponse>();
   const close = () => (closing ??= shutdown());
@@ -112,7 +129,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, postgresPool: db.service });
       credentials = createCredentialWatch({ notifier, orm: db.orm, logger, checkIntervalMs: config.subscriptionCredentialsCheckMs });
       deliveryUpdates = createDeliveryUpdateHub({ notifier, orm: db.orm, logger, maxPerTenant: config.maxSubscriptionsPerTenant, credentials });
-      const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates };
+      const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates, ready };
       const app = createApp(appDeps);
       const s = createServer((req, res) => {
         // While stopping, answers close their connection, so keep-alive clients move elsewhere

@@ -28,6 +28,11 @@ export interface Scheduler {
   stop(graceMs: number): Promise<void>;
   /** Attempts being sent or recorded (spares not counted). */
   readonly inFlight: number;
+  /**
+   * When the claim loop last completed a cycle (ms since the epoch): a claim answered, or every
+   * slot was busy. The start time until the first. Readiness reports a worker stuck past a bound.
+   */
+  readonly lastCycleAt: number;
 }
 
 const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
@@ -54,6 +59,8 @@ export function createScheduler(deps: {
   options: SchedulerOptions;
   /** Told the number of attempts in flight each time it changes. */
   onInFlightChange?: (count: number) => void;
+  /** Told the time of each completed claim cycle (see Scheduler.lastCycleAt). */
+  onCycle?: (at: number) => void;
 }): Scheduler {
   const { orm, logger, options } = deps;
   const holdings = createHoldings({ leaseMs: options.leaseMs, requestTimeoutMs: options.requestTimeoutMs });
@@ -140,11 +147,18 @@ export function createScheduler(deps: {
     handBack(late, 'waited too long');
   }
 
+  let lastCycleAt = Date.now();
+  const cycleCompleted = () => {
+    lastCycleAt = Date.now();
+    deps.onCycle?.(lastCycleAt);
+  };
+
   async function loop(): Promise<void> {
     while (running) {
       const free = options.concurrency - inFlight.size;
       let sentCount = 0;
-      if (free > 0) {
+      if (free <= 0) cycleCompleted();
+      else {
         try {
           const held = holdings.forClaim(inFlight.keys());
           const claimStarted = Date.now();
@@ -158,6 +172,7 @@ export function createScheduler(deps: {
             shares: held.shares,
           });
           sentCount = claimed.send.length;
+          cycleCompleted();
           if (!running) {
             // Stopped while claiming: nothing new starts; the stop hands everything back.
             handBack([...claimed.send, ...claimed.spares], 'shutdown');
@@ -188,9 +203,13 @@ export function createScheduler(deps: {
     get inFlight() {
       return inFlight.size;
     },
+    get lastCycleAt() {
+      return lastCycleAt;
+    },
     start() {
       if (running) return;
       running = true;
+      cycleCompleted();
       abandoned = new AbortController();
       unlisten = [
         deps.notifier.listen(CHANNEL_DELIVERIES_DUE, wake),

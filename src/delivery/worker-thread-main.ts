@@ -16,8 +16,9 @@ import { createSender, senderOptions } from './sender.js';
 import type { FromWorkerThread, ToWorkerThread, WorkerThreadData } from './worker-thread.js';
 
 const port = parentPort!;
-const { config, connections, inFlight } = workerData as WorkerThreadData;
+const { config, connections, inFlight, lastCycle } = workerData as WorkerThreadData;
 const counter = new Int32Array(inFlight);
+const lastCycleAt = new BigInt64Array(lastCycle);
 const post = (message: FromWorkerThread) => port.postMessage(message);
 
 // Log lines go to the main thread, which writes them where its own go; those written in one turn
@@ -58,6 +59,7 @@ async function main(config: Config): Promise<void> {
     logger,
     options: schedulerOptions(config),
     onInFlightChange: (count) => Atomics.store(counter, 0, count),
+    onCycle: (at) => Atomics.store(lastCycleAt, 0, BigInt(at)),
   });
 
   port.on('message', (message: ToWorkerThread) => {

@@ -22,6 +22,8 @@ export interface WorkerThreadData {
   connections: ConnectionShare;
   /** One Int32: the thread's attempts in flight. */
   inFlight: SharedArrayBuffer;
+  /** One BigInt64: when the thread's scheduler last completed a claim cycle (Scheduler.lastCycleAt). */
+  lastCycle: SharedArrayBuffer;
 }
 
 export type ToWorkerThread = { type: 'metrics'; id: number } | { type: 'stop'; graceMs: number };
@@ -65,6 +67,8 @@ export async function startWorkerThread(options: { config: Config; connections: 
   const destination = (logger as unknown as Record<symbol, { write(line: string): unknown }>)[pino.symbols.streamSym]!;
   const inFlight = new SharedArrayBuffer(4);
   const counter = new Int32Array(inFlight);
+  const lastCycle = new SharedArrayBuffer(8);
+  const lastCycleAt = new BigInt64Array(lastCycle);
   const pendingMetrics = new Map<number, (snapshot: MetricsSnapshot | null) => void>();
   let nextMetricsId = 1;
   let current: Worker | undefined;
@@ -74,7 +78,9 @@ export async function startWorkerThread(options: { config: Config; connections: 
 
   /** Starts a thread and resolves once it runs; rejects if it cannot start. */
   function run(): Promise<void> {
-    const worker = spawn({ config, connections, inFlight });
+    // A thread starting counts as a cycle: readiness gives it the same time as a new process.
+    Atomics.store(lastCycleAt, 0, BigInt(Date.now()));
+    const worker = spawn({ config, connections, inFlight, lastCycle });
     return new Promise<void>((resolve, reject) => {
       let started = false;
       worker.on('message', (message: FromWorkerThread) => {
@@ -141,6 +147,9 @@ export async function startWorkerThread(options: { config: Config; connections: 
     },
     get inFlight() {
       return Atomics.load(counter, 0);
+    },
+    get lastCycleAt() {
+      return Number(Atomics.load(lastCycleAt, 0));
     },
     start() {
       // Running since startWorkerThread resolved.

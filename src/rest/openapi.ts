@@ -246,12 +246,15 @@ function operationalPaths(): Json {
     '/readyz': {
       get: {
         operationId: 'Readyz',
-        summary: 'Readiness: the database answers',
+        summary: 'Readiness: the database answers and the worker is not stuck',
+        description:
+          'Answers within 5 seconds: 503 when the database does not answer a probe within 2 seconds, or when this ' +
+          "instance's worker has completed no claim cycle for max(60 s, 3 × WORKER_POLL_INTERVAL); 200 otherwise.",
         tags: ['Operations'],
         security: [],
         responses: {
           200: { description: 'Ready.', content: { 'application/json': { schema: statusBody('ok') } } },
-          503: { description: 'The database does not answer.', content: { 'application/json': { schema: statusBody('unavailable') } } },
+          503: { description: 'The database does not answer, or the worker is stuck.', content: { 'application/json': { schema: statusBody('unavailable') } } },
         },
       },
     },
