@@ -172,15 +172,16 @@ class WatchedSocket extends Socket {
     });
   }
 
-  override write(buffer: string | Uint8Array, cb?: (err?: Error | null) => void): boolean;
-  override write(str: string | Uint8Array, encoding?: BufferEncoding, cb?: (err?: Error | null) => void): boolean;
-  override write(
-    chunk: string | Uint8Array,
-    encoding?: BufferEncoding | ((err?: Error | null) => void),
-    cb?: (err?: Error | null) => void,
-  ): boolean {
+  // Writable's implementation hooks, through which every write reaches the socket (net.Socket
+  // puts its own `write` back on each connect, so that one cannot be overridden).
+  override _write(chunk: unknown, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.waitingSince ??= Date.now();
-    return typeof encoding === 'function' ? super.write(chunk, encoding) : super.write(chunk, encoding, cb);
+    super._write(chunk, encoding, callback);
+  }
+
+  override _writev(chunks: { chunk: unknown; encoding: BufferEncoding }[], callback: (error?: Error | null) => void): void {
+    this.waitingSince ??= Date.now();
+    super._writev!(chunks, callback);
   }
 }
 
