@@ -109,7 +109,8 @@ describe('the connection budget', () => {
         await receiver.close();
         await gw.stop();
       }
-    });
+      // An outer limit for a busy machine: the gateway and its worker's thread start in this test.
+    }, 90_000);
   });
 });
 
