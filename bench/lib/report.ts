@@ -7,6 +7,8 @@ import type { ScalePhase } from '../scenarios/scale.js';
 import type { ThroughputRep } from '../scenarios/throughput.js';
 import type { DeliveryRunResult } from './delivery-run.js';
 import type { IsolationRep } from '../scenarios/isolation.js';
+import { renderFairness, type FairnessRep } from '../scenarios/fairness.js';
+import { renderFanout, type FanoutRep } from '../scenarios/fanout.js';
 import { GATEWAY_ENTRY } from './gateway-process.js';
 import type { MachineInfo } from './machine.js';
 import type { BenchOptions } from './options.js';
@@ -27,6 +29,8 @@ export interface BenchResults {
   api: ApiRep[];
   isolation: IsolationRep[];
   scale: { empty: ScalePhase; large: ScalePhase };
+  fairness: FairnessRep[];
+  fanout: FanoutRep[];
 }
 
 const mib = (bytes: number) => `${formatNumber(bytes / 1024 ** 2)} MiB`;
@@ -63,6 +67,8 @@ export function renderResults(r: BenchResults): string {
   const memoryGrowth = r.scale.large.peakRss / r.scale.empty.peakRss - 1;
   const restOverGraphql = apiRate('rest') / apiRate('graphql');
   const total = o.events * o.webhooks;
+  const fairness = renderFairness(r.fairness);
+  const fanout = renderFanout(r.fanout);
 
   const lines: string[] = [];
   const add = (...l: string[]) => lines.push(...l);
@@ -93,6 +99,8 @@ export function renderResults(r: BenchResults): string {
     `| < 10 % slowdown from large tables | ${slowdown >= 0 ? `${formatRatio(slowdown, 1)} slower` : `none (${formatRatio(-slowdown, 1)} faster)`} | ${met(slowdown < 0.1)} |`,
     `| Memory flat in pending deliveries | peak RSS ${memoryGrowth >= 0 ? '+' : ''}${formatRatio(memoryGrowth, 1)} with ${formatNumber(seed?.pending ?? 0)} pending | ${met(Math.abs(memoryGrowth) < 0.1)} |`,
     `| REST within 80 % of GraphQL | REST at ${formatRatio(restOverGraphql)} of GraphQL | ${met(restOverGraphql >= 0.8)} |`,
+    fairness.target,
+    fanout.target,
     '',
     '### 1. Throughput and latency',
     '',
@@ -189,6 +197,10 @@ export function renderResults(r: BenchResults): string {
     `| Gateway RSS peak during the runs | ${mib(r.scale.empty.peakRss)} | ${mib(r.scale.large.peakRss)} |`,
     '',
     `Slowdown from the large tables: ${formatRatio(slowdown, 1)} (median against median; negative means faster).`,
+    '',
+    ...fairness.section,
+    '',
+    ...fanout.section,
   );
   return lines.join('\n');
 }
