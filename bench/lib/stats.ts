@@ -9,6 +9,8 @@ export function percentile(values: readonly number[], p: number): number {
   const low = Math.floor(rank);
   const high = Math.ceil(rank);
   const lowValue = sorted[low]!;
+  // Also keeps an infinite value (a sample that never came) from turning into NaN.
+  if (low === high) return lowValue;
   return lowValue + (sorted[high]! - lowValue) * (rank - low);
 }
 

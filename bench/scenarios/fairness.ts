@@ -144,6 +144,7 @@ export function renderFairness(reps: FairnessRep[]): { target: string; section: 
       `| Beside the hog: p90 | ${ms(reps.map((r) => percentile(r.hogged, 90)))} |`,
       `| Beside the hog: max | ${ms(hoggedMax)} |`,
       `| The hog's deliveries due as the probes began | ${formatSummary(summarize(reps.map((r) => r.backlog)))} |`,
+      `| Probes that did not arrive within ${PROBE_LIMIT_MS / 1000} s (a repetition stops probing at the first) | ${reps.filter((r) => r.hogged.some((x) => !Number.isFinite(x))).length} of ${reps.length} runs |`,
       `| Runs meeting the target | ${metCount} of ${reps.length} |`,
     ],
   };
