@@ -11,10 +11,12 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // One migrated database per run, copied by each test file (test/helpers/database.ts).
+    globalSetup: ['test/setup/template-database.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    // Each integration file builds its own database; two at a time fits a 2-core machine.
+    // Two test files at a time fits a 2-core machine.
     maxWorkers: 2,
   },
 });

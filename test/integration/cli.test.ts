@@ -94,7 +94,7 @@ describe('command line against a database', { timeout: 240_000 }, () => {
   let gw: TestGateway | undefined;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ migrated: false });
     env = { ...db.env, ENCRYPTION_KEY: TEST_ENCRYPTION_KEY };
     receiver = await startReceiver();
   });
