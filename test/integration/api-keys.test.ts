@@ -4,7 +4,7 @@ import { userToken } from '../helpers/auth.js';
 import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helpers/database.js';
 import { startTestGateway, TEST_ENCRYPTION_KEY, type TestGateway } from '../helpers/gateway.js';
 import { client, type JsonResponse, type TestClient } from '../helpers/http.js';
-import { killAll, runTsx } from '../helpers/processes.js';
+import { cli } from '../helpers/cli.js';
 
 const KEY_FORMAT = /^ia_live_[A-Za-z0-9]{32}$/;
 const LISTED_KEYS = ['created_at', 'id', 'last_used_at', 'name', 'prefix'];
@@ -179,7 +179,6 @@ describe('API keys from the command line', () => {
   let database: TestDatabase | undefined;
   let gw: TestGateway | undefined;
   afterAll(async () => {
-    await killAll();
     if (gw) await gw.close();
     else await database?.drop();
   });
@@ -187,7 +186,7 @@ describe('API keys from the command line', () => {
   it('`api-key create --tenant T --name N` prints a key that works against a gateway on that database', async () => {
     database = await createTestDatabase();
     const env = { ...database.env, ENCRYPTION_KEY: TEST_ENCRYPTION_KEY, LOG_LEVEL: 'silent' };
-    const result = await runTsx('src/cli.ts', ['api-key', 'create', '--tenant', 'tenant-cli', '--name', 'from the shell'], env);
+    const result = await cli(['api-key', 'create', '--tenant', 'tenant-cli', '--name', 'from the shell'], env);
     expect(result.code, result.stderr).toBe(0);
     const key = result.stdout.trim();
     expect(key).toMatch(KEY_FORMAT);
@@ -208,7 +207,7 @@ describe('API keys from the command line', () => {
     expect(key.startsWith(keys[0]!.prefix)).toBe(true);
     expect((await client(gw.url, await userToken('someone-else')).get(`/api/v1/webhooks/${created.body.id}`)).status).toBe(404);
 
-    const whileRunning = await runTsx('src/cli.ts', ['api-key', 'create', '--tenant', 'tenant-cli', '--name', 'second'], env);
+    const whileRunning = await cli(['api-key', 'create', '--tenant', 'tenant-cli', '--name', 'second'], env);
     if (onRealPostgres) {
       expect(whileRunning.code, whileRunning.stderr).toBe(0);
       const second = whileRunning.stdout.trim();

@@ -7,10 +7,9 @@ import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helper
 import { createWebhook, newSecret, uniqueTenant } from '../helpers/delivery.js';
 import { startTestGateway, TEST_ENCRYPTION_KEY, type TestGateway } from '../helpers/gateway.js';
 import { client } from '../helpers/http.js';
+import { cli } from '../helpers/cli.js';
 import { killAll, repoRoot, runTsx } from '../helpers/processes.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
-
-const cli = (args: string[], env: Record<string, string> = {}) => runTsx('src/cli.ts', args, env);
 
 describe('command line without a database', { timeout: 120_000 }, () => {
   let scratch: string;
@@ -32,6 +31,22 @@ describe('command line without a database', { timeout: 120_000 }, () => {
         expect(result.stdout, `${args.join(' ')} lists ${command}`).toContain(command);
       }
     }
+  });
+
+  it('runs as a process (`npm run cli`): the output on its streams, the exit code as its status', async () => {
+    const [help, usage, stale] = await Promise.all([
+      runTsx('src/cli.ts', ['--help'], {}),
+      runTsx('src/cli.ts', ['frobnicate'], {}),
+      runTsx('src/cli.ts', ['schema', 'check', '--file', path.join(scratch, 'missing.graphql')], {}),
+    ]);
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toContain('Usage: gateway-cli');
+    expect(help.stderr).toBe('');
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('unknown command "frobnicate"');
+    expect(usage.stdout).toBe('');
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain('is stale');
   });
 
   it('exits 2 with the usage on a usage error', async () => {
