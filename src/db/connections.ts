@@ -251,7 +251,7 @@ export async function openDatabase(
       service.on('error', () => undefined);
       if (options.checkBudget !== undefined) await checkServerLimit(service, options.checkBudget, options.logger);
     }
-    orm = await createOrm({ url, settings, poolMax: share.orm, acquireTimeoutMs: limits.queryMs });
+    orm = await createOrm({ url, settings, poolMax: share.orm, acquireTimeoutMs: limits.queryMs, logger: options.logger });
     if (share.statements > 0) statements = openStatementPool(orm, settings, share.statements);
     const ormRef = orm;
     return {

@@ -3,6 +3,7 @@
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
 import type pg from 'pg';
+import type { Logger } from 'pino';
 import type { Database } from './connections.js';
 import { entities } from './entities.js';
 import { migrationsList } from './migrations.js';
@@ -14,12 +15,24 @@ export async function createOrm(options: {
   poolMax: number;
   /** How long a caller may wait for one of the pool's connections. */
   acquireTimeoutMs: number;
+  logger?: Logger | undefined;
 }): Promise<MikroORM> {
+  const logger = options.logger;
   return MikroORM.init({
     clientUrl: options.url,
     // The driver's own settings win over what MikroORM reads from clientUrl: the connection string
     // as pg reads it (TLS, Unix sockets), time limits, keepalive.
-    driverOptions: { connection: options.settings },
+    // The query builder's own warnings (a pooled connection found dropped, say) go to the log as
+    // JSON lines rather than to the console.
+    driverOptions: {
+      connection: options.settings,
+      log: {
+        warn: (message: unknown) => logger?.warn({ detail: String(message) }, 'database driver warning'),
+        error: (message: unknown) => logger?.error({ detail: String(message) }, 'database driver error'),
+        deprecate: () => undefined,
+        debug: () => undefined,
+      },
+    },
     entities,
     extensions: [Migrator],
     discovery: { warnWhenNoEntities: false },
