@@ -18,6 +18,7 @@ import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
 import { createRequestContextFactory, rememberViewer, requestIdFrom } from './request-context.js';
 import { sendError, sendJson, sendRateLimited } from './rest/http-io.js';
+import type { EventPublisher } from './modules/events/event.service.js';
 import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
 import { handleDocs } from './rest/docs-page.js';
 import { handleOpenApi, OPENAPI_PATH } from './rest/openapi.js';
@@ -36,6 +37,7 @@ export interface AppDeps {
   deliveryUpdates: DeliveryUpdateHub;
   /** Whether this instance can do its work now: /readyz answers 200 when true, else 503. */
   ready: () => Promise<boolean>;
+  eventPublisher: EventPublisher;
 }
 
 export interface App {

@@ -17,6 +17,7 @@ import { createSender, senderOptions } from './delivery/sender.js';
 import { startWorkerThread, usesWorkerThread } from './delivery/worker-thread.js';
 import { createRateLimiter, type RateLimiter } from './http/rate-limit.js';
 import { ensureDevelopmentApiKey } from './modules/api-keys/development-key.js';
+import { createEventPublisher } from './modules/events/event.service.js';
 import { createMetrics } from './observability/metrics.js';
 import { createCredentialWatch, type CredentialWatch } from './subscriptions/credential-watch.js';
 import { createDeliveryUpdateHub, type DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
@@ -129,7 +130,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       rateLimiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, postgresPool: db.service });
       credentials = createCredentialWatch({ notifier, orm: db.orm, logger, checkIntervalMs: config.subscriptionCredentialsCheckMs });
       deliveryUpdates = createDeliveryUpdateHub({ notifier, orm: db.orm, logger, maxPerTenant: config.maxSubscriptionsPerTenant, credentials });
-      const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates, ready };
+      const eventPublisher = createEventPublisher();
+      const appDeps = { config, orm: db.orm, secretBox, notifier, deliverer, logger, metrics, rateLimiter, deliveryUpdates, eventPublisher, ready };
       const app = createApp(appDeps);
       const s = createServer((req, res) => {
         // While stopping, answers close their connection, so keep-alive clients move elsewhere

@@ -7,10 +7,10 @@ import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from 
 import type { Deliverer } from './delivery/deliverer.js';
 import { ApiKeyService } from './modules/api-keys/api-key.service.js';
 import { DeliveryService, queuePing } from './modules/deliveries/delivery.service.js';
-import { EventService } from './modules/events/event.service.js';
+import { EventService, type EventPublisher } from './modules/events/event.service.js';
 import { WebhookService } from './modules/webhooks/webhook.service.js';
 import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
-import { announceCancelled, announcePing } from './subscriptions/delivery-update-notice.js';
+import { announce, announceCancelled } from './subscriptions/delivery-update-notice.js';
 import { DeliveryUpdatesService } from './subscriptions/delivery-updates.service.js';
 
 export interface ServiceDeps {
@@ -22,6 +22,8 @@ export interface ServiceDeps {
   logger?: Logger;
   /** The gateway's live delivery updates (api role). */
   deliveryUpdates: DeliveryUpdateHub;
+  /** The gateway's one group commit of published events. */
+  eventPublisher: EventPublisher;
 }
 
 export interface Services {
@@ -41,10 +43,10 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
     onCreated: queuePing,
     afterCommit: async (webhook) => {
       // Announced before the workers wake, so watchers hear of the ping before its attempt.
-      if (webhook.enabled) await announcePing(deps.notifier, webhook.tenantId, webhook.id);
+      if (webhook.enabled) await announce(deps.notifier, { kind: 'ping', tenantId: webhook.tenantId, webhookId: webhook.id }, deps.logger);
       await wakeWorkers();
     },
-    afterCancel: (webhook, ids) => announceCancelled(deps.notifier, webhook.tenantId, webhook.id, ids),
+    afterCancel: (webhook, ids) => announceCancelled(deps.notifier, webhook.tenantId, webhook.id, ids, deps.logger),
     // A hint, like every notice: a lost one leaves a spare to be sent as claimed, as a request
     // already open when the change committed is.
     afterChange: (webhookId) => deps.notifier.notify(CHANNEL_WEBHOOKS_CHANGED, webhookId).catch(() => undefined),
@@ -52,7 +54,7 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
   return {
     webhooks,
     apiKeys: new ApiKeyService(em, deps.notifier),
-    events: new EventService(em, deps.notifier, deps.config.maxEventBytes),
+    events: new EventService(em, deps.notifier, deps.config.maxEventBytes, deps.eventPublisher),
     deliveries: new DeliveryService(em, deps.deliverer, webhooks),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deps.deliveryUpdates),
   };

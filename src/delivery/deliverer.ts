@@ -4,19 +4,13 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import type { SecretBox } from '../crypto/secrets.js';
 import type { Metrics } from '../observability/metrics.js';
-import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
+import type { Notifier } from '../db/notifier.js';
 import { newId } from '../ids.js';
+import { announce, noticeInStatement, type DeliveryUpdateNotice } from '../subscriptions/delivery-update-notice.js';
 import type { ClaimedDelivery } from './claim.js';
 import { cancelDelivery, type RecordedAttempt } from './queue.js';
 import { createAttemptRecorder } from './recorder.js';
 import type { Sender, SendResult } from './sender.js';
-
-export interface DeliveryUpdateNotice {
-  deliveryId: string;
-  webhookId: string;
-  tenantId: string;
-  attemptId: string | null;
-}
 
 export interface DeliveryOutcome {
   result: SendResult | null;
@@ -74,12 +68,6 @@ export function createDeliverer(deps: {
     return secret;
   };
 
-  async function announce(notice: DeliveryUpdateNotice) {
-    await deps.notifier.notify(CHANNEL_DELIVERY_UPDATES, JSON.stringify(notice)).catch((err: unknown) => {
-      logger.warn({ err, deliveryId: notice.deliveryId }, 'delivery update notification failed');
-    });
-  }
-
   return {
     async deliver(claimed, options = {}) {
       const base = { deliveryId: claimed.id, webhookId: claimed.webhookId, tenantId: claimed.tenantId };
@@ -87,7 +75,7 @@ export function createDeliverer(deps: {
         // Disabled after this delivery was queued: it is never sent.
         if (await cancelDelivery(deps.orm.em.fork(), claimed.id)) {
           deps.metrics?.deliveriesFinished.inc({ status: 'cancelled' });
-          await announce({ ...base, attemptId: null });
+          await announce(deps.notifier, { kind: 'status', tenantId: claimed.tenantId, webhookId: claimed.webhookId, deliveryIds: [claimed.id] }, logger);
         }
         return { result: null, recorded: null };
       }
@@ -108,10 +96,8 @@ export function createDeliverer(deps: {
       }
       const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts] ?? null);
       const attemptId = newId('att');
-      const notice: DeliveryUpdateNotice = { ...base, attemptId };
-      const inStatement = deps.notifier.viaSql
-        ? { channel: CHANNEL_DELIVERY_UPDATES, payload: JSON.stringify(notice) }
-        : undefined;
+      const notice: DeliveryUpdateNotice = { kind: 'attempt', ...base, attemptId };
+      const inStatement = deps.notifier.viaSql ? noticeInStatement(notice) : undefined;
       // Durable before it is announced; the recorder waits out Postgres blips (a restart, a
       // failover) within the lease, since losing the record would mean sending again later.
       const recorded = await recorder.record({ attemptId, delivery: claimed, result, retryInMs, notice: inStatement });
@@ -135,7 +121,7 @@ export function createDeliverer(deps: {
         },
         'delivery attempt',
       );
-      if (recorded && !inStatement) await announce(notice);
+      if (recorded && !inStatement) await announce(deps.notifier, notice, logger);
       return { result, recorded };
     },
   };

@@ -2,11 +2,14 @@
 // must stay under Postgres's 8000 bytes, and no tenant's data should reach an instance that has
 // no subscriber for it; each api instance loads what a notice names and filters by tenant itself.
 // Every notice carries its tenant so an instance with no subscriber for that tenant drops it
-// without touching the database.
+// without touching the database. This file is the only one that writes or reads the format: the
+// worker (attempts, cancellations), publishing (events), webhooks (pings, cancellations) and the
+// hub that listens all go through it.
+import type { Logger } from 'pino';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
 
 export type UpdateNotice =
-  /** An attempt was recorded (sent by the deliverer, which also names the webhook). */
+  /** An attempt was recorded. */
   | { kind: 'attempt'; tenantId: string; webhookId: string; deliveryId: string; attemptId: string }
   /** Deliveries changed status without an attempt (cancelled). */
   | { kind: 'status'; tenantId: string; webhookId: string | null; deliveryIds: string[] }
@@ -20,9 +23,22 @@ export type UpdateNotice =
 /** Keeps a status notice well under the NOTIFY limit: delivery ids are 24 characters. */
 const IDS_PER_NOTICE = 100;
 
+/** What to announce: any notice but `resync`, which the notifier itself signals. */
+export type DeliveryUpdateNotice = Exclude<UpdateNotice, { kind: 'resync' }>;
+
+/** The one way a notice is written. */
+export function formatNotice(notice: DeliveryUpdateNotice): string {
+  return JSON.stringify(notice);
+}
+
+/** A notice as a NOTIFY that a writing statement sends itself, delivered at its commit. */
+export function noticeInStatement(notice: DeliveryUpdateNotice): { channel: string; payload: string } {
+  return { channel: CHANNEL_DELIVERY_UPDATES, payload: formatNotice(notice) };
+}
+
 const isString = (v: unknown): v is string => typeof v === 'string' && v !== '';
 
-/** Reads a payload, from this gateway's own senders or the deliverer; null when it is not one. */
+/** Reads a payload written by formatNotice (an empty one is the notifier's resync); null when it is not one. */
 export function parseNotice(payload: string): UpdateNotice | null {
   if (payload === '') return { kind: 'resync' };
   let raw: unknown;
@@ -36,6 +52,11 @@ export function parseNotice(payload: string): UpdateNotice | null {
   if (!isString(n['tenantId'])) return null;
   const tenantId = n['tenantId'];
   switch (n['kind']) {
+    case 'attempt': {
+      const { webhookId, deliveryId, attemptId } = n;
+      if (!isString(webhookId) || !isString(deliveryId) || !isString(attemptId)) return null;
+      return { kind: 'attempt', tenantId, webhookId, deliveryId, attemptId };
+    }
     case 'event':
       return isString(n['eventId']) ? { kind: 'event', tenantId, eventId: n['eventId'] } : null;
     case 'ping':
@@ -45,41 +66,30 @@ export function parseNotice(payload: string): UpdateNotice | null {
       if (!Array.isArray(ids) || !ids.every(isString)) return null;
       return { kind: 'status', tenantId, webhookId: isString(n['webhookId']) ? n['webhookId'] : null, deliveryIds: ids };
     }
-    case undefined: {
-      // The deliverer's notice: {deliveryId, webhookId, tenantId, attemptId}; a null attemptId
-      // means the delivery was cancelled instead of sent.
-      const { deliveryId, webhookId, attemptId } = n;
-      if (!isString(deliveryId) || !isString(webhookId)) return null;
-      if (isString(attemptId)) return { kind: 'attempt', tenantId, webhookId, deliveryId, attemptId };
-      return attemptId === null ? { kind: 'status', tenantId, webhookId, deliveryIds: [deliveryId] } : null;
-    }
     default:
       return null;
   }
 }
 
-// Announcements are hints sent after the commit: a lost one costs a live update, never data, so
-// a failure to notify never fails the request that made the change.
-function send(notifier: Notifier, notice: Record<string, unknown>): Promise<void> {
-  return notifier.notify(CHANNEL_DELIVERY_UPDATES, JSON.stringify(notice)).catch(() => undefined);
+/**
+ * Sends a notice after the commit of what it announces. Announcements are hints: a lost one costs
+ * a live update, never data, so a failure is logged (when a logger is given) and never thrown.
+ */
+export async function announce(notifier: Notifier, notice: DeliveryUpdateNotice, logger?: Logger): Promise<void> {
+  await notifier.notify(CHANNEL_DELIVERY_UPDATES, formatNotice(notice)).catch((err: unknown) => {
+    logger?.warn({ err, kind: notice.kind }, 'delivery update notification failed');
+  });
 }
 
-/** The notice that a published event's deliveries were queued. */
-export function eventDeliveriesNotice(tenantId: string, eventId: string): string {
-  return JSON.stringify({ kind: 'event', tenantId, eventId });
-}
-
-export function announcePing(notifier: Notifier, tenantId: string, webhookId: string): Promise<void> {
-  return send(notifier, { kind: 'ping', tenantId, webhookId });
-}
-
+/** Announces cancelled deliveries, in notices small enough for NOTIFY. */
 export async function announceCancelled(
   notifier: Notifier,
   tenantId: string,
   webhookId: string,
   deliveryIds: readonly string[],
+  logger?: Logger,
 ): Promise<void> {
   for (let i = 0; i < deliveryIds.length; i += IDS_PER_NOTICE) {
-    await send(notifier, { kind: 'status', tenantId, webhookId, deliveryIds: deliveryIds.slice(i, i + IDS_PER_NOTICE) });
+    await announce(notifier, { kind: 'status', tenantId, webhookId, deliveryIds: deliveryIds.slice(i, i + IDS_PER_NOTICE) }, logger);
   }
 }

@@ -10,8 +10,8 @@ import {
 import { openDatabase, type Database } from '../../src/db/connections.js';
 import { migrate } from '../../src/db/orm.js';
 import { createLogger } from '../../src/logger.js';
-import { EventService } from '../../src/modules/events/event.service.js';
-import { eventDeliveriesNotice } from '../../src/subscriptions/delivery-update-notice.js';
+import { createEventPublisher, EventService } from '../../src/modules/events/event.service.js';
+import { formatNotice } from '../../src/subscriptions/delivery-update-notice.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const service: Viewer = { tenantId: null, role: 'service', via: 'jwt' };
@@ -25,8 +25,10 @@ describe('publishes that arrive together', () => {
 
   const sql = <R = Record<string, unknown>>(text: string, values: unknown[] = []) =>
     db.orm.em.fork().getConnection().execute<R[]>(text, values, 'all');
+  // One publisher for every request, as the gateway has: publishes group only within it.
+  const publisher = createEventPublisher();
   const publish = (tenantId: string, data: Record<string, unknown>, idempotencyKey?: string) =>
-    new EventService(db.orm.em.fork(), notifier).publish(service, { event: 'drift.detected', data, tenantId, idempotencyKey });
+    new EventService(db.orm.em.fork(), notifier, Infinity, publisher).publish(service, { event: 'drift.detected', data, tenantId, idempotencyKey });
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -97,9 +99,9 @@ describe('publishes that arrive together', () => {
     expect(deliveries.filter((d) => d.event_id === results[12]!.id)).toEqual([]);
 
     // Watchers hear of each event that queued deliveries, and of no other; the workers are woken.
-    const expected = results.slice(0, 12).map((r) => eventDeliveriesNotice('together', r.id));
+    const expected = results.slice(0, 12).map((r) => formatNotice({ kind: 'event', tenantId: 'together', eventId: r.id }));
     await expect.poll(() => expected.filter((n) => updates.includes(n)).length, { timeout: 5_000 }).toBe(12);
-    expect(updates).not.toContain(eventDeliveriesNotice('nobody-listens', results[12]!.id));
+    expect(updates).not.toContain(formatNotice({ kind: 'event', tenantId: 'nobody-listens', eventId: results[12]!.id }));
     expect(dueWakeUps).toBeGreaterThan(0);
   });
 

@@ -3,14 +3,14 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Viewer } from '../../auth/viewer.js';
-import { CHANNEL_DELIVERIES_DUE, CHANNEL_DELIVERY_UPDATES, type Notifier } from '../../db/notifier.js';
+import { CHANNEL_DELIVERIES_DUE, type Notifier } from '../../db/notifier.js';
 import { createGroupCommit } from '../../db/group-commit.js';
 import { runStatement } from '../../db/statements.js';
 import { isStorableText, MAX_JSON_DEPTH, unstorableJson } from '../../db/storable-text.js';
 import { isValidTenantId, TENANT_ID_RULE } from '../../auth/tenant-id.js';
 import { AppError } from '../../errors.js';
 import { newId } from '../../ids.js';
-import { eventDeliveriesNotice } from '../../subscriptions/delivery-update-notice.js';
+import { noticeInStatement } from '../../subscriptions/delivery-update-notice.js';
 import { isEventType } from './event-types.js';
 
 export interface PublishInput {
@@ -167,26 +167,22 @@ async function publishMany(events: EventToPublish[]): Promise<PublishedEvent[]> 
   return rows.map((row) => ({ id: row.id, deliveries: Number(row.delivery_count), publishedAt: new Date(row.published_at) }));
 }
 
-const publishers = new WeakMap<object, (event: EventToPublish) => Promise<PublishedEvent>>();
+/** Writes published events; see createEventPublisher. */
+export type EventPublisher = (event: EventToPublish) => Promise<PublishedEvent>;
 
 /**
  * Publishes with group commit (src/db/group-commit.ts): a publish that arrives while another is
  * being written waits for it and is then written together with every publish that arrived
  * meanwhile, in one statement and one commit, so under load events share a round trip, a plan and
  * a WAL flush. Alone (an idle gateway, or a batch that failed and is split up), an event is
- * written by its own statement on its own request's EntityManager. One group per database.
+ * written by its own statement on its own request's EntityManager. Publishes group only within one
+ * publisher: the gateway makes one and hands it to every request's EventService.
  */
-function publishTogether(event: EventToPublish): Promise<PublishedEvent> {
-  const key = event.em.getDriver();
-  let publish = publishers.get(key);
-  if (!publish) {
-    publish = createGroupCommit<EventToPublish, PublishedEvent>({
-      writeBatch: publishMany,
-      writeAlone: (e) => insertEventWithDeliveries(e.em, e),
-    });
-    publishers.set(key, publish);
-  }
-  return publish(event);
+export function createEventPublisher(): EventPublisher {
+  return createGroupCommit<EventToPublish, PublishedEvent>({
+    writeBatch: publishMany,
+    writeAlone: (e) => insertEventWithDeliveries(e.em, e),
+  });
 }
 
 /**
@@ -234,6 +230,8 @@ export class EventService {
     private readonly notifier: Notifier,
     /** MAX_EVENT_BYTES: the largest serialized `data` a publish may store. */
     private readonly maxEventBytes = Infinity,
+    /** The gateway's publisher; a one-off caller (the command line) may let the service make its own. */
+    private readonly publishTogether: EventPublisher = createEventPublisher(),
   ) {}
 
   async publish(viewer: Viewer, input: PublishInput): Promise<PublishResult> {
@@ -276,7 +274,7 @@ export class EventService {
     // Announced before the workers wake, so watchers hear of a delivery before its attempts. On
     // Postgres both travel with the publishing statement; otherwise they follow its commit.
     const notices = [
-      { channel: CHANNEL_DELIVERY_UPDATES, payload: eventDeliveriesNotice(tenantId, id) },
+      noticeInStatement({ kind: 'event', tenantId, eventId: id }),
       { channel: CHANNEL_DELIVERIES_DUE, payload: '' },
     ];
     let created;
@@ -292,7 +290,7 @@ export class EventService {
       // Inside a caller's transaction the event is written there, alone.
       created = this.em.isInTransaction()
         ? await insertEventWithDeliveries(this.em, event)
-        : await publishTogether({ ...event, em: this.em });
+        : await this.publishTogether({ ...event, em: this.em });
     } catch (err) {
       // Two publishes raced with one key: the unique index let one win; answer with its result.
       if (key !== null && isUniqueViolation(err)) {
