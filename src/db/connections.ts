@@ -122,15 +122,17 @@ function createSocketWatch(silentMs: number, logger: Logger | undefined) {
     for (const socket of sockets) {
       if (socket.waitingSince === undefined || now - socket.waitingSince <= silentMs) continue;
       logger?.warn({ silentMs: now - socket.waitingSince }, 'database connection stopped answering; dropping it and the idle ones opened before it');
-      sockets.delete(socket);
-      socket.destroy(new Error(`the database did not answer within ${silentMs} ms; connection dropped`));
-      // The idle connections opened before this one most likely share its broken path.
-      for (const other of [...sockets]) {
+      // The idle connections opened before this one (the set keeps the order they were opened in)
+      // most likely share its broken path; those opened since came through a path that worked.
+      for (const other of sockets) {
+        if (other === socket) break;
         if (other.waitingSince === undefined) {
           sockets.delete(other);
           other.destroy();
         }
       }
+      sockets.delete(socket);
+      socket.destroy(new Error(`the database did not answer within ${silentMs} ms; connection dropped`));
     }
     if (sockets.size === 0) {
       clearInterval(timer);
