@@ -10,14 +10,16 @@ import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
 import type { Notifier } from './db/notifier.js';
 import type { Deliverer } from './delivery/deliverer.js';
-import { RateLimitedError } from './errors.js';
+import { AppError, RateLimitedError } from './errors.js';
+import { operationLimits, rootFieldCount } from './graphql/operation-limits.js';
 import { schema } from './graphql/schema.js';
-import { createGraphQLServer } from './graphql/yoga.js';
-import { rateLimitKey, type RateLimiter } from './http/rate-limit.js';
+import { createGraphQLServer, type GatewayServerContext } from './graphql/yoga.js';
+import { clientAddress } from './http/client-address.js';
+import { createAnonymousLimiter, rateLimitKey, type RateLimiter } from './http/rate-limit.js';
 import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
-import { createRequestContextFactory, rememberViewer, requestIdFrom } from './request-context.js';
-import { sendError, sendJson, sendRateLimited } from './rest/http-io.js';
+import { createRequestContextFactory, requestIdFrom } from './request-context.js';
+import { graphqlMediaType, isJsonContentType, readBody, sendError, sendJson, sendRateLimited } from './rest/http-io.js';
 import type { EventPublisher } from './modules/events/event.service.js';
 import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
 import { handleDocs } from './rest/docs-page.js';
@@ -54,14 +56,49 @@ export function createApp(deps: AppDeps): App {
   const { config, orm, logger, metrics, rateLimiter } = deps;
   const authenticator = createAuthenticator(config, orm);
   const contextFactory = createRequestContextFactory({ ...deps, authenticator });
-  const yoga = createGraphQLServer({ contextFactory, logger });
+  const yoga = createGraphQLServer({ contextFactory, logger, limits: operationLimits(config) });
+  const anonymousLimiter = createAnonymousLimiter(config.rateLimitAnonymousPerMinute);
 
-  /** Counts the request against the viewer's tenant and sets the X-RateLimit-* headers. */
-  async function limit(viewer: Viewer, res: ServerResponse): Promise<void> {
-    if (!rateLimiter) return;
-    const decision = await rateLimiter.consume(rateLimitKey(viewer));
+  /**
+   * Counts `points` requests against the viewer's tenant and sets the X-RateLimit-* headers;
+   * answers 429 and resolves false when they do not fit.
+   */
+  async function withinLimit(viewer: Viewer, res: ServerResponse, points: number): Promise<boolean> {
+    if (!rateLimiter) return true;
+    const decision = await rateLimiter.consume(rateLimitKey(viewer), points);
     for (const [k, v] of Object.entries(decision.headers)) res.setHeader(k, v);
-    if (!decision.allowed) throw new RateLimitedError(decision.retryAfterSec, decision.headers);
+    if (decision.allowed) return true;
+    sendRateLimited(res, new RateLimitedError(decision.retryAfterSec, decision.headers));
+    return false;
+  }
+
+  /**
+   * The caller behind a request that needs credentials. Without valid ones the request is answered
+   * here, before its body is read: 401, or 429 once this address has had too many such answers.
+   */
+  async function admit(req: IncomingMessage, res: ServerResponse, url: URL, surface: 'rest' | 'graphql'): Promise<Viewer | undefined> {
+    let reason = 'missing bearer token';
+    try {
+      const viewer = await contextFactory.authenticate({
+        authorization: req.headers.authorization,
+        // EventSource cannot set headers: GraphQL's SSE subscriptions may carry the token in the URL.
+        queryToken: surface === 'graphql' ? url.searchParams.get('token') : undefined,
+      });
+      if (viewer) return viewer;
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== 'UNAUTHORIZED') throw err;
+      reason = err.message;
+    }
+    const decision = await anonymousLimiter.consume(clientAddress(req, config.trustProxy));
+    if (!decision.allowed) {
+      const message = `too many requests without valid credentials from this address; retry in ${decision.retryAfterSec} s`;
+      sendRateLimited(res, new RateLimitedError(decision.retryAfterSec, {}, message));
+    } else if (surface === 'graphql') {
+      sendJson(res, 401, { errors: [{ message: reason, extensions: { code: 'UNAUTHORIZED' } }] }, {}, graphqlMediaType(req));
+    } else {
+      sendError(res, 401, 'UNAUTHORIZED', reason);
+    }
+    return undefined;
   }
 
   const rest = createRestRouter({
@@ -70,34 +107,55 @@ export function createApp(deps: AppDeps): App {
     contextFactory,
     logger,
     maxBodyBytes: config.maxBodyBytes,
-    onAuthenticated: limit,
+    admit: async (req, res, url) => {
+      const viewer = await admit(req, res, url, 'rest');
+      return viewer && (await withinLimit(viewer, res, 1)) ? viewer : undefined;
+    },
   });
 
+  /** A GraphQL error answer from the front, before yoga: the media type the client accepts. */
+  function sendGraphQLError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+    sendJson(res, status, { errors: [{ message, extensions: { code } }] }, {}, graphqlMediaType(req));
+  }
+
   async function graphql(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    if (rateLimiter) {
-      // Anonymous and badly authenticated requests are yoga's to refuse; only known tenants count.
-      const viewer = await contextFactory
-        .authenticate({
-          authorization: req.headers.authorization,
-          queryToken: url.searchParams.get('token'),
-          allowAnonymous: true,
-        })
-        .catch(() => null);
-      if (viewer) {
-        // The GraphQL context takes this viewer instead of authenticating the request again.
-        rememberViewer(req, viewer);
-        try {
-          await limit(viewer, res);
-        } catch (err) {
-          if (err instanceof RateLimitedError) {
-            sendRateLimited(res, err);
-            return;
-          }
-          throw err;
-        }
-      }
+    // The GraphiQL page is open to browsers: it only renders, with an Authorization header to fill in.
+    if (req.method === 'GET' && req.headers.accept?.includes('text/html')) {
+      await yoga.handle(req, res);
+      return;
     }
-    await yoga.handle(req, res);
+    const viewer = await admit(req, res, url, 'graphql');
+    if (!viewer) return;
+    let operation: { query?: unknown; operationName?: unknown } = {
+      query: url.searchParams.get('query'),
+      operationName: url.searchParams.get('operationName'),
+    };
+    if (req.method === 'POST') {
+      let body: Buffer;
+      try {
+        body = await readBody(req, config.maxBodyBytes);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        sendGraphQLError(req, res, err.status, err.code, err.message);
+        return;
+      }
+      let parsed: unknown;
+      try {
+        parsed = isJsonContentType(req.headers['content-type']) ? JSON.parse(body.toString('utf8')) : undefined;
+      } catch {
+        parsed = undefined; // yoga answers malformed JSON itself
+      }
+      if (Array.isArray(parsed)) {
+        sendGraphQLError(req, res, 400, 'QUERY_TOO_COMPLEX', 'batched requests are not accepted: send one operation per request');
+        return;
+      }
+      if (parsed && typeof parsed === 'object') operation = parsed as typeof operation;
+      // yoga reads the body from here rather than from the stream, which is already consumed.
+      (req as IncomingMessage & { body?: Buffer }).body = body;
+    }
+    const points = rootFieldCount(operation.query, operation.operationName, config.graphqlMaxTokens);
+    if (!(await withinLimit(viewer, res, points))) return;
+    await yoga.handle(req, res, { viewer } satisfies GatewayServerContext);
   }
 
   async function route(req: IncomingMessage, res: ServerResponse, url: URL, requestId: string): Promise<string> {

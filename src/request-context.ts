@@ -1,7 +1,6 @@
 // Builds the GraphQL context for a request, identically for /graphql and the REST routes:
 // authentication, one EntityManager fork, the per-request services.
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Authenticator } from './auth/authenticator.js';
 import type { Viewer } from './auth/viewer.js';
@@ -26,18 +25,6 @@ export interface RequestContextFactory {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-// A viewer already established for an HTTP request (by the rate limiter in front of /graphql), so
-// the GraphQL context need not look the same API key up a second time.
-const remembered = new WeakMap<IncomingMessage, Viewer>();
-
-export function rememberViewer(req: IncomingMessage, viewer: Viewer): void {
-  remembered.set(req, viewer);
-}
-
-export function rememberedViewer(req: IncomingMessage | undefined): Viewer | undefined {
-  return req ? remembered.get(req) : undefined;
-}
 
 export function requestIdFrom(header: string | null | undefined): string {
   return header && REQUEST_ID.test(header) ? header : randomUUID();

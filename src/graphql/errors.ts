@@ -45,8 +45,11 @@ export function toGraphQLError(error: unknown, onInternal: (err: unknown) => voi
     extensions: {
       code: client.code,
       ...(client.details !== undefined ? { details: client.details } : {}),
-      // These two decide the HTTP status even of a stream (SSE) that is refused before it starts.
-      ...(client.code === 'UNAUTHORIZED' || client.code === 'RATE_LIMITED' ? { http: { status: client.status } } : {}),
+      // These refuse the whole request (or a stream before it starts), so the HTTP status says so
+      // too; errors inside an executed operation leave it at 200.
+      ...(client.code === 'UNAUTHORIZED' || client.code === 'RATE_LIMITED' || client.code === 'QUERY_TOO_COMPLEX'
+        ? { http: { status: client.status } }
+        : {}),
     },
   });
 }

@@ -1,11 +1,33 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import type { DocumentNode } from 'graphql';
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
-import type { IncomingMessage } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
+import type { Viewer } from '../auth/viewer.js';
 import type { AppError } from '../errors.js';
-import { rememberedViewer, type RequestContextFactory } from '../request-context.js';
+import type { RequestContextFactory } from '../request-context.js';
 import { toGraphQLError } from './errors.js';
+import { operationLimitPlugins, type OperationLimits } from './operation-limits.js';
 import { schema } from './schema.js';
+
+/** What the HTTP front hands to yoga with each request: the caller it has already authenticated. */
+export interface GatewayServerContext {
+  viewer?: Viewer;
+}
+
+// Parsed and validated documents are cached by their text, which callers choose; the caches are
+// bounded by an estimate of their bytes (a parsed document takes several times its source), not
+// only by a count, so a stream of large distinct documents cannot grow the heap.
+const DOCUMENT_CACHE_BYTES = 32 * 1024 * 1024;
+const PARSED_BYTES_PER_SOURCE_CHAR = 12;
+
+function boundedCache<T extends object>(): LRUCache<string, T> {
+  return new LRUCache<string, T>({
+    max: 1000,
+    maxSize: DOCUMENT_CACHE_BYTES,
+    sizeCalculation: (_value, key) => 256 + key.length * PARSED_BYTES_PER_SOURCE_CHAR,
+  });
+}
 
 // Validation errors (an unknown field, a missing argument) never reach maskError; give them the
 // documented code before yoga labels them GRAPHQL_VALIDATION_FAILED.
@@ -22,8 +44,9 @@ const documentedValidationCode: Plugin = {
 export function createGraphQLServer(deps: {
   contextFactory: RequestContextFactory;
   logger: Logger;
-}): YogaServerInstance<Record<string, never>, Record<string, unknown>> {
-  return createYoga({
+  limits: OperationLimits;
+}): YogaServerInstance<GatewayServerContext, Record<string, unknown>> {
+  return createYoga<GatewayServerContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
@@ -41,11 +64,16 @@ export function createGraphQLServer(deps: {
     // The GraphiQL page with its assets inlined from the package: it works offline and behind
     // firewalls, and loads nothing from a CDN.
     renderGraphiQL,
-    plugins: [documentedValidationCode],
+    plugins: [...operationLimitPlugins(deps.limits), documentedValidationCode],
+    parserAndValidationCache: {
+      documentCache: boundedCache<DocumentNode>(),
+      errorCache: boundedCache<object>(),
+      validationCache: boundedCache(),
+    },
     maskedErrors: {
       maskError: (error) => toGraphQLError(error, (err) => deps.logger.error({ err }, 'graphql resolver failed')),
     },
-    context: async ({ request, req }: { request: Request; req?: IncomingMessage }) => {
+    context: async ({ request, viewer }) => {
       const url = new URL(request.url);
       const info = {
         authorization: request.headers.get('authorization'),
@@ -55,11 +83,10 @@ export function createGraphQLServer(deps: {
         allowAnonymous: true,
       };
       try {
-        const viewer = rememberedViewer(req);
         return viewer ? deps.contextFactory.forViewer(viewer, info) : await deps.contextFactory.forRequest(info);
       } catch (err) {
         throw toGraphQLError(err as AppError, (e) => deps.logger.error({ err: e }, 'graphql context failed'));
       }
     },
-  }) as unknown as YogaServerInstance<Record<string, never>, Record<string, unknown>>;
+  }) as unknown as YogaServerInstance<GatewayServerContext, Record<string, unknown>>;
 }

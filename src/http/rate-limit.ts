@@ -11,7 +11,8 @@ export interface RateLimitDecision {
 }
 
 export interface RateLimiter {
-  consume(tenantKey: string): Promise<RateLimitDecision>;
+  /** Counts `points` requests (a GraphQL operation's root fields) at once: all or none. */
+  consume(key: string, points?: number): Promise<RateLimitDecision>;
   close(): Promise<void>;
 }
 
@@ -47,31 +48,45 @@ export function createRateLimiter(options: {
     });
   }
 
-  const decide = (res: RateLimiterRes, allowed: boolean): RateLimitDecision => {
+  // The pool belongs to the gateway's database connections, which close it.
+  return limiterOf(limiter, options.perMinute, async () => undefined);
+}
+
+/**
+ * Requests without valid credentials, per client address. Kept in this instance's memory: it
+ * guards this process, and must cost nothing that a stranger could multiply (no database row).
+ */
+export function createAnonymousLimiter(perMinute: number): RateLimiter {
+  return limiterOf(new RateLimiterMemory({ points: perMinute, duration: WINDOW_SEC, keyPrefix: 'anonymous' }), perMinute, async () => undefined);
+}
+
+function limiterOf(limiter: RateLimiterAbstract, perMinute: number, close: () => Promise<void>): RateLimiter {
+  const decide = (res: RateLimiterRes, allowed: boolean, refunded = 0): RateLimitDecision => {
     const resetSec = Math.ceil((Date.now() + res.msBeforeNext) / 1000);
     const retryAfterSec = Math.max(1, Math.ceil(res.msBeforeNext / 1000));
     return {
       allowed,
       retryAfterSec,
       headers: {
-        'x-ratelimit-limit': String(options.perMinute),
-        'x-ratelimit-remaining': String(Math.max(0, res.remainingPoints)),
+        'x-ratelimit-limit': String(perMinute),
+        'x-ratelimit-remaining': String(Math.max(0, perMinute - (res.consumedPoints - refunded))),
         'x-ratelimit-reset': String(resetSec),
       },
     };
   };
 
   return {
-    async consume(tenantKey) {
+    async consume(key, points = 1) {
       try {
-        return decide(await limiter.consume(tenantKey), true);
+        return decide(await limiter.consume(key, points), true);
       } catch (err) {
-        if (err instanceof RateLimiterRes) return decide(err, false);
-        throw err;
+        if (!(err instanceof RateLimiterRes)) throw err;
+        // A refused request runs nothing, so it spends nothing: what it took is given back, and
+        // an operation too large for what is left does not use up what smaller ones could have.
+        await limiter.reward(key, points).catch(() => undefined);
+        return decide(err, false, points);
       }
     },
-    async close() {
-      // The pool belongs to the gateway's database connections, which close it.
-    },
+    close,
   };
 }

@@ -1,11 +1,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError, type RateLimitedError } from '../errors.js';
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+  contentType = 'application/json; charset=utf-8',
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     ...headers,
-    'content-type': 'application/json; charset=utf-8',
+    // A body refused unread (too large, or sent without credentials) is not drained: the
+    // connection closes after this answer instead.
+    ...(status === 413 || status === 401 || status === 429 ? { connection: 'close' } : {}),
+    'content-type': contentType,
     'content-length': Buffer.byteLength(text),
   });
   res.end(text);
@@ -33,30 +42,62 @@ export function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined;
 }
 
+/** The media type of a GraphQL answer: GraphQL over HTTP's own when the client accepts it. */
+export function graphqlMediaType(req: IncomingMessage): string {
+  return req.headers.accept?.includes('application/graphql-response+json')
+    ? 'application/graphql-response+json; charset=utf-8'
+    : 'application/json; charset=utf-8';
+}
+
 export function isJsonContentType(value: string | undefined): boolean {
   if (!value) return false;
   const type = value.split(';')[0]!.trim().toLowerCase();
   return type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
 }
 
-/** Reads the whole body, refusing (413) as soon as it passes `limit` bytes. */
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    throw new AppError('PAYLOAD_TOO_LARGE', `request body is larger than ${limit} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      req.resume();
-      throw new AppError('PAYLOAD_TOO_LARGE', `request body is larger than ${limit} bytes`);
+const tooLarge = (limit: number) => new AppError('PAYLOAD_TOO_LARGE', `request body is larger than ${limit} bytes`);
+
+/**
+ * Reads the whole body, refusing (413) as soon as it passes `limit` bytes. The rest is never read:
+ * the answer to a refused body closes the connection instead (see sendJson).
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(tooLarge(limit));
+      return;
     }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+    if (req.readableEnded) {
+      resolve(Buffer.alloc(0));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (done: () => void) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      done();
+    };
+    function onData(chunk: Buffer) {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        settle(() => reject(tooLarge(limit)));
+      } else {
+        chunks.push(chunk);
+      }
+    }
+    function onEnd() {
+      settle(() => resolve(Buffer.concat(chunks)));
+    }
+    function onError(err: Error) {
+      settle(() => reject(err));
+    }
+    function onClose() {
+      settle(() => reject(new AppError('BAD_REQUEST', 'the request body ended early')));
+    }
+    req.on('data', onData).on('end', onEnd).on('error', onError).on('close', onClose);
+  });
 }
 
 /** Parses a JSON object body; anything else is BAD_REQUEST. */

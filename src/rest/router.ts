@@ -33,8 +33,11 @@ export interface RestRouterOptions {
   contextFactory: RequestContextFactory;
   logger: Logger;
   maxBodyBytes: number;
-  /** Called once the viewer is known; may set headers or refuse (rate limits). */
-  onAuthenticated?: (viewer: Viewer, res: ServerResponse) => Promise<void>;
+  /**
+   * The caller of a matched route, before its body is read; undefined when the request has been
+   * answered instead (no valid credentials, over the rate limit).
+   */
+  admit: (req: IncomingMessage, res: ServerResponse, url: URL) => Promise<Viewer | undefined>;
 }
 
 export interface RestRouter {
@@ -125,8 +128,8 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
           requestId,
           idempotencyKey: typeof req.headers['idempotency-key'] === 'string' ? req.headers['idempotency-key'] : undefined,
         };
-        const viewer = await options.contextFactory.authenticate(info);
-        if (viewer) await options.onAuthenticated?.(viewer, res);
+        const viewer = await options.admit(req, res, url);
+        if (!viewer) return route.path;
 
         let body: Record<string, unknown> = {};
         if (route.body) {

@@ -16,6 +16,7 @@ import type { Viewer } from '../auth/viewer.js';
 import { createAuthenticator } from '../auth/authenticator.js';
 import { toGraphQLError } from '../graphql/errors.js';
 import { rateLimitKey } from '../http/rate-limit.js';
+import { operationLimits } from '../graphql/operation-limits.js';
 import { createGraphQLServer } from '../graphql/yoga.js';
 import { createRequestContextFactory } from '../request-context.js';
 import type { CredentialWatch } from './credential-watch.js';
@@ -55,7 +56,7 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps & { creden
   const { logger } = deps;
   const authenticator = createAuthenticator(deps.config, deps.orm);
   const contextFactory = createRequestContextFactory({ ...deps, authenticator });
-  const yoga = createGraphQLServer({ contextFactory, logger });
+  const yoga = createGraphQLServer({ contextFactory, logger, limits: operationLimits(deps.config) });
 
   const authorizations = new WeakMap<Context<Record<string, unknown>, Extra>, string>();
   const tenants = new WeakMap<Context<Record<string, unknown>, Extra>, string>();
