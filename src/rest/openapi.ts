@@ -118,11 +118,13 @@ const ERROR_MEANING: Partial<Record<ErrorCode, string>> = {
   UNAUTHORIZED: 'No token, or a malformed, expired, wrongly signed or revoked one.',
   FORBIDDEN: 'A valid token that may not do this (a token without a tenant, or publishing for another tenant).',
   NOT_FOUND: "Unknown, malformed or another tenant's id.",
-  PAYLOAD_TOO_LARGE: 'The body is over the configured limit.',
+  CONFLICT: 'A per-tenant quota is reached (the message names the setting, e.g. MAX_WEBHOOKS_PER_TENANT).',
+  PAYLOAD_TOO_LARGE: "The body is over MAX_BODY_BYTES, or an event's serialized data over MAX_EVENT_BYTES.",
   UNSUPPORTED_MEDIA_TYPE: 'The body is not application/json.',
   VALIDATION_ERROR:
     `Well-formed but invalid values: a bad or blocked URL, an unknown event type, a name too long, a bad secret, text with NUL characters or unpaired surrogates, event data nested deeper than ${MAX_JSON_DEPTH} levels.`,
-  RATE_LIMITED: "Over the tenant's rate limit. Wait `retryAfter` seconds (also in Retry-After).",
+  RATE_LIMITED:
+    "Over the tenant's rate limit, or too many requests without valid credentials from this address. Wait `retryAfter` seconds (also in Retry-After).",
   INTERNAL_ERROR: 'Something unexpected; details are in the gateway log, never in the answer.',
 };
 

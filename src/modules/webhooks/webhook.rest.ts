@@ -60,7 +60,7 @@ export const webhookRoutes: RestRoute[] = [
       description: 'The answer carries the signing `secret`, shown this once only. A `ping` is sent to the new webhook.',
       tag: 'Webhooks',
       response: 'CreatedWebhook',
-      errors: [422],
+      errors: [409, 422],
     },
   },
   {
