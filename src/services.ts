@@ -55,7 +55,7 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
     webhooks,
     apiKeys: new ApiKeyService(em, deps.notifier),
     events: new EventService(em, deps.notifier, deps.config.maxEventBytes, deps.eventPublisher),
-    deliveries: new DeliveryService(em, deps.deliverer, webhooks),
+    deliveries: new DeliveryService(em, deps.deliverer, webhooks, deps.config.webhookTimeoutMs + deps.config.workerLeaseMarginMs),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deps.deliveryUpdates),
   };
 }

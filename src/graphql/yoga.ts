@@ -1,12 +1,12 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { DocumentNode } from 'graphql';
-import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, useErrorHandler, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Viewer } from '../auth/viewer.js';
 import type { AppError } from '../errors.js';
 import type { RequestContextFactory } from '../request-context.js';
-import { toGraphQLError } from './errors.js';
+import { classifyError, toGraphQLError } from './errors.js';
 import { operationLimitPlugins, type OperationLimits } from './operation-limits.js';
 import { schema } from './schema.js';
 
@@ -41,6 +41,19 @@ const documentedValidationCode: Plugin = {
   },
 };
 
+/** Every error that is masked as INTERNAL_ERROR is logged once, with the request's id. */
+function logInternalErrors(logger: Logger): Plugin {
+  return useErrorHandler(({ errors, context }) => {
+    // After execution `context` is the execution's arguments, which hold the GraphQL context.
+    const holder = context as { contextValue?: { requestId?: string }; requestId?: string };
+    const requestId = holder.contextValue?.requestId ?? holder.requestId;
+    for (const error of errors) {
+      const { internal } = classifyError(error);
+      if (internal !== undefined) logger.error({ err: internal, requestId }, 'graphql resolver failed');
+    }
+  });
+}
+
 export function createGraphQLServer(deps: {
   contextFactory: RequestContextFactory;
   logger: Logger;
@@ -64,14 +77,15 @@ export function createGraphQLServer(deps: {
     // The GraphiQL page with its assets inlined from the package: it works offline and behind
     // firewalls, and loads nothing from a CDN.
     renderGraphiQL,
-    plugins: [...operationLimitPlugins(deps.limits), documentedValidationCode],
+    plugins: [...operationLimitPlugins(deps.limits), documentedValidationCode, logInternalErrors(deps.logger)],
     parserAndValidationCache: {
       documentCache: boundedCache<DocumentNode>(),
       errorCache: boundedCache<object>(),
       validationCache: boundedCache(),
     },
     maskedErrors: {
-      maskError: (error) => toGraphQLError(error, (err) => deps.logger.error({ err }, 'graphql resolver failed')),
+      // Logged by logInternalErrors, which knows the request id; masking only shapes the answer.
+      maskError: (error) => toGraphQLError(error, () => undefined),
     },
     context: async ({ request, viewer }) => {
       const url = new URL(request.url);

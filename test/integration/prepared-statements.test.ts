@@ -49,7 +49,7 @@ type Name = 'publish' | 'publish_many' | 'claim' | 'record';
 const statements: Record<Name, { text: string; values: unknown[] }> = {
   publish: {
     text: PUBLISH_TO_SUBSCRIBERS,
-    values: ['evt_plan', 'tenant-0', 'drift.detected', '{}', null, false, '[]'],
+    values: ['evt_plan', 'tenant-0', 'drift.detected', '{}', null, null, '[]'],
   },
   publish_many: {
     text: PUBLISH_MANY,
@@ -246,7 +246,7 @@ describe.skipIf(!onRealPostgres)('prepared delivery statements (real Postgres)',
       };
       const batch = await work(`execute wide_publish(${c.escapeLiteral(JSON.stringify(input))})`);
       // The single-event statement likewise: one event, 40 deliveries.
-      const one = await work(`execute wide_publish_one('evt_wide_one', 'tenant-wide', 'drift.detected', '{}', null, false, '[]')`);
+      const one = await work(`execute wide_publish_one('evt_wide_one', 'tenant-wide', 'drift.detected', '{}', null, null, '[]')`);
       const delivered = await c.query(`select count(*)::int as n from delivery where event_id like 'evt_wide_%'`);
       expect(delivered.rows[0].n).toBe(840);
       expect(batch).toBeLessThan(10 * 800);

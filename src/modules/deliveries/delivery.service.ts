@@ -46,6 +46,8 @@ export class DeliveryService {
     private readonly em: EntityManager,
     private readonly deliverer: Deliverer,
     private readonly webhooks: WebhookService,
+    /** How long a test ping is leased to the request sending it (WEBHOOK_TIMEOUT + WORKER_LEASE_MARGIN). */
+    private readonly testLeaseMs: number,
   ) {}
 
   async attempts(
@@ -98,7 +100,9 @@ export class DeliveryService {
       type: 'ping',
       data: pingData(webhook.id),
       onlyWebhookId: webhook.id,
-      notDue: true,
+      // Leased, not left without a due time: if this process dies before the outcome is
+      // recorded, a worker sends the ping once the lease ends, so it never stays pending.
+      leaseMs: this.testLeaseMs,
     });
     // Deleted since it was looked up: nothing was queued.
     if (event.deliveryIds.length === 0) throw notFound('webhook');

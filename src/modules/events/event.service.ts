@@ -61,8 +61,8 @@ const NEW_DELIVERY_ID = `'del_' || translate(encode(
 
 // One statement, so publishing is one round trip and one commit: the subscribed webhooks, the
 // event, its deliveries and the wake-up notifications (delivered at the commit, and only when
-// something was queued). $1 event id, $2 tenant, $3 type, $4 data, $5 idempotency key, $6 not
-// due, $7 notifications ([{channel, payload}]), and for the single-webhook form $8 its id.
+// something was queued). $1 event id, $2 tenant, $3 type, $4 data, $5 idempotency key, $6 a
+// lease in ms (null: none) for deliveries the caller sends itself, $7 notifications ([{channel, payload}]), and for the single-webhook form $8 its id.
 function publishStatement(targets: string): string {
   return `
 with targets as (${targets}
@@ -71,8 +71,8 @@ with targets as (${targets}
   select $1, $2, $3, $4::jsonb, $5, count(*) from targets
   returning published_at
 ), queued as (
-  insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at)
-  select ${NEW_DELIVERY_ID}, $1, r.id, $2, $3, 'pending', 0, case when $6::boolean then null else now() end
+  insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, lease_expires_at)
+  select ${NEW_DELIVERY_ID}, $1, r.id, $2, $3, 'pending', 0, now(), now() + $6::float8 * interval '1 millisecond'
   from (select t.id, t.seq, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from targets t) r
   order by r.seq
   returning id
@@ -187,8 +187,9 @@ export function createEventPublisher(): EventPublisher {
 
 /**
  * Writes an event and fans it out. Used for published events and for the gateway's own pings
- * (`onlyWebhookId`), inside the caller's transaction when given one. `notDue` deliveries have no
- * due time, so no worker claims them: the caller sends them itself. `notices` are sent by the
+ * (`onlyWebhookId`), inside the caller's transaction when given one. `leaseMs` deliveries are
+ * due but leased to the caller, who sends them itself: no worker claims them while the lease
+ * lasts, and if the caller dies before recording an outcome, a worker sends them once it ends. `notices` are sent by the
  * same statement when at least one delivery was queued (delivered at its commit).
  */
 export async function insertEventWithDeliveries(
@@ -201,7 +202,7 @@ export async function insertEventWithDeliveries(
     data: Record<string, unknown>;
     idempotencyKey?: string | null;
     onlyWebhookId?: string;
-    notDue?: boolean;
+    leaseMs?: number;
     notices?: { channel: string; payload: string }[];
   },
 ): Promise<{ id: string; deliveries: number; deliveryIds: string[]; publishedAt: Date }> {
@@ -212,7 +213,7 @@ export async function insertEventWithDeliveries(
     input.type,
     JSON.stringify(input.data),
     input.idempotencyKey ?? null,
-    input.notDue === true,
+    input.leaseMs ?? null,
     JSON.stringify(input.notices ?? []),
   ];
   const [row] = await runStatement<{ published_at: Date | string; delivery_ids: string[] }>(
