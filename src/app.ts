@@ -18,7 +18,7 @@ import { clientAddress } from './http/client-address.js';
 import { createAnonymousLimiter, rateLimitKey, type RateLimiter } from './http/rate-limit.js';
 import { applyCors, applySecurityHeaders } from './http/headers.js';
 import type { Metrics } from './observability/metrics.js';
-import { createRequestContextFactory, requestIdFrom } from './request-context.js';
+import { createRequestContextFactory, requestIdFrom, type RequestContextFactory } from './request-context.js';
 import { graphqlMediaType, isJsonContentType, readBody, sendError, sendJson, sendRateLimited } from './rest/http-io.js';
 import type { EventPublisher } from './modules/events/event.service.js';
 import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
@@ -44,6 +44,13 @@ export interface AppDeps {
 
 export interface App {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** The one GraphQL server and the context factory behind it, shared with WebSocket subscriptions. */
+  graphql: GraphQLFront;
+}
+
+export interface GraphQLFront {
+  yoga: ReturnType<typeof createGraphQLServer>;
+  contextFactory: RequestContextFactory;
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {
@@ -199,6 +206,7 @@ export function createApp(deps: AppDeps): App {
   }
 
   return {
+    graphql: { yoga, contextFactory },
     handle(req, res) {
       const started = process.hrtime.bigint();
       const url = new URL(req.url ?? '/', 'http://gateway.invalid');

@@ -162,7 +162,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         );
       });
       server = s;
-      live = attachLiveSubscriptions(s, { ...appDeps, credentials });
+      live = attachLiveSubscriptions(s, { ...appDeps, credentials }, app.graphql);
       s.headersTimeout = 30_000;
       s.requestTimeout = 60_000;
       s.keepAliveTimeout = 5_000;

@@ -2,8 +2,8 @@
 // graphql-ws protocol), and the ending of every subscription at shutdown. Server-Sent Events
 // themselves are yoga's, served by the app like any other /graphql request.
 //
-// WebSocket operations run through a yoga envelop built like the HTTP one (same schema, error
-// masking and context factory), so a subscription behaves the same over either transport. The
+// WebSocket operations run through the envelop of the same yoga server as HTTP (same schema, error
+// masking, limits and context factory), so a subscription behaves the same over either transport. The
 // token is checked when the connection is initialised, before the server acknowledges it, and
 // again for every operation, so a bad, missing or since revoked token never gets data.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -11,14 +11,11 @@ import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
 import type { Context } from 'graphql-ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import type { AppDeps } from '../app.js';
+import type { AppDeps, GraphQLFront } from '../app.js';
 import type { Viewer } from '../auth/viewer.js';
-import { createAuthenticator } from '../auth/authenticator.js';
 import { toGraphQLError } from '../graphql/errors.js';
+import type { createGraphQLServer } from '../graphql/yoga.js';
 import { rateLimitKey } from '../http/rate-limit.js';
-import { operationLimits } from '../graphql/operation-limits.js';
-import { createGraphQLServer } from '../graphql/yoga.js';
-import { createRequestContextFactory } from '../request-context.js';
 import type { CredentialWatch } from './credential-watch.js';
 
 export interface LiveSubscriptions {
@@ -52,11 +49,9 @@ function authorizationFrom(params: Readonly<Record<string, unknown>> | undefined
   return header || undefined;
 }
 
-export function attachLiveSubscriptions(server: Server, deps: AppDeps & { credentials: CredentialWatch }): LiveSubscriptions {
+export function attachLiveSubscriptions(server: Server, deps: AppDeps & { credentials: CredentialWatch }, front: GraphQLFront): LiveSubscriptions {
   const { logger } = deps;
-  const authenticator = createAuthenticator(deps.config, deps.orm);
-  const contextFactory = createRequestContextFactory({ ...deps, authenticator });
-  const yoga = createGraphQLServer({ contextFactory, logger, limits: operationLimits(deps.config) });
+  const { yoga, contextFactory } = front;
 
   const authorizations = new WeakMap<Context<Record<string, unknown>, Extra>, string>();
   const tenants = new WeakMap<Context<Record<string, unknown>, Extra>, string>();
