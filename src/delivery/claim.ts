@@ -6,11 +6,13 @@
 // 1. Rows: a webhook's due pending rows that no live lease holds, oldest first.
 // 2. Per webhook: at most `cap` (WORKER_MAX_IN_FLIGHT_PER_WEBHOOK) requests open at once, counted
 //    across every worker, so one slow endpoint cannot take every slot.
-// 3. Per tenant: in one worker, at most a share of its slots (WORKER_CONCURRENCY): the slots
-//    divided among the tenants with work (rows due, or requests open on this worker) plus one.
-//    The "plus one" is the share of a tenant whose work arrives next: it is free when that work
-//    comes, so the work starts at once however long the other tenants' requests hang, instead of
-//    waiting for one of them to end (a request may hold its slot for WEBHOOK_TIMEOUT).
+// 3. Per tenant: in one worker, at most its share of the slots (WORKER_CONCURRENCY): the slots
+//    divided among the tenants with work (rows due, or requests open on this worker). And the
+//    last sixteenth of the free slots (at least one) is kept for tenants with no request open on
+//    this worker, one slot each: whatever the others hold, another tenant's work that comes due
+//    starts at once instead of waiting for a request to end (one may hold its slot for
+//    WEBHOOK_TIMEOUT). A tenant over its share (because others came) gets nothing more until its
+//    requests end and bring it under.
 // 4. Order: the free slots go round-robin over tenants (every tenant's first row, then every
 //    tenant's second, ...; the tenant waiting longest first within a round), and within a tenant
 //    round-robin over its webhooks (oldest-waiting first), so neither a tenant's backlog nor an
@@ -132,12 +134,12 @@ with recursive durability as (
   left join others l on l.webhook_id = h.webhook_id
   left join own o on o.webhook_id = h.webhook_id
 ), fair as materialized (
-  -- Rule 3: each tenant's share of this worker's slots.
-  select greatest(1, $9::int / (count(*) + 1)) as share
+  -- Rule 3: each tenant's share of this worker's slots, and the slots kept for tenants with none.
+  select $9::int / greatest(1, count(*)) as share, greatest(1, ($9::int + 15) / 16) as reserved
   from (select tenant_id from counted union select tenant_id from own_by_tenant where open > 0) t
 ), tenant_room as materialized (
-  -- What each tenant with due rows may still open on this worker.
-  select t.tenant_id, f.share - coalesce(b.open, 0) as room
+  -- What each tenant with due rows may still open on this worker, and what it has open.
+  select t.tenant_id, f.share - coalesce(b.open, 0) as room, coalesce(b.open, 0) as open
   from (select distinct tenant_id from counted) t
   cross join fair f
   left join own_by_tenant b on b.tenant_id = t.tenant_id
@@ -168,12 +170,19 @@ with recursive durability as (
          min(r.oldest) over (partition by r.tenant_id) as tenant_oldest
   from ranked r
   where r.rn <= r.can_send
-), sends as (
-  select s.id, s.webhook_id, s.rn
+), ordered as (
+  select s.id, s.webhook_id, s.rn, s.turn, t.open as tenant_open,
+         row_number() over (order by s.turn, s.tenant_oldest, s.tenant_id) as pos
   from turns s
   join tenant_room t on t.tenant_id = s.tenant_id
   where s.turn <= t.room
-  order by s.turn, s.tenant_oldest, s.tenant_id
+), sends as (
+  -- The free slots but the reserved ones in turn; those to a tenant's first row if it has none open.
+  select o.id, o.webhook_id, o.rn
+  from ordered o
+  cross join fair f
+  where o.pos <= $2::int - f.reserved or (o.tenant_open = 0 and o.turn = 1)
+  order by o.pos
   limit $2::int
 ), granted as (
   select webhook_id, count(*) as n from sends group by webhook_id

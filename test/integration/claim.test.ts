@@ -175,34 +175,41 @@ describe('claiming due deliveries, shared between tenants', () => {
   const sendsOf = (claimed: Claimed, hooks: string[]) => claimed.send.filter((d) => hooks.includes(d.webhookId)).length;
   const tenantsOf = (count: number, tenant: string) => Array.from({ length: count }, () => tenant);
 
-  it("a lone tenant gets half the worker's slots, and its webhooks take turns in them", async () => {
-    // Ten webhooks with five rows due each: far more than the worker's 12 slots could take.
+  it("a lone tenant gets every slot but the reserved one, and its webhooks take turns in them", async () => {
+    // Ten webhooks with five rows due each: far more than the worker's 12 slots could take. A
+    // sixteenth of 12 slots, rounded up, is one slot kept for another tenant.
     const hooks = await seed(Array<number>(10).fill(5));
     const claimed = await new Worker().claim(12, 12);
-    expect(claimed.send).toHaveLength(6);
-    // One request each to the six oldest-waiting webhooks, rather than the cap to the first three.
-    expect(new Set(claimed.send.map((d) => d.webhookId))).toEqual(new Set(hooks.slice(0, 6)));
+    expect(claimed.send).toHaveLength(11);
+    // One request to each webhook first, rather than the cap to the first ones.
+    expect(new Set(claimed.send.map((d) => d.webhookId))).toEqual(new Set(hooks));
   });
 
-  it("the share left free starts another tenant's work at once, and shares shrink as tenants come", async () => {
+  it("the reserved slot starts another tenant's work at once, and a tenant over its new share gets nothing more", async () => {
     const hog = await seed(Array<number>(10).fill(5), tenantsOf(10, 'hog'));
     const worker = new Worker();
-    expect(sendsOf(await worker.claim(12, 12), hog)).toBe(6);
-    // Another tenant's rows come due while the hog's six requests hang: two tenants with work,
-    // so each gets 12 / 3 = 4 slots. The hog is over its share and gets nothing more; the other
-    // tenant is sent up to its webhook's cap at once.
+    expect(sendsOf(await worker.claim(12, 12), hog)).toBe(11);
+    // Another tenant's rows come due while the hog's eleven requests hang: the one slot left goes
+    // to it. Two tenants with work now share the 12 slots, 6 each: the hog is over its share.
     const calm = await addWebhook('calm', 3);
-    const claimed = await worker.claim(6, 12);
+    const claimed = await worker.claim(1, 12);
     expect(sendsOf(claimed, hog)).toBe(0);
-    expect(sendsOf(claimed, [calm])).toBe(CAP);
+    expect(sendsOf(claimed, [calm])).toBe(1);
+    // Five of the hog's requests end and are recorded: it is down to its share (6), not under it,
+    // so the free slots go to the other tenant, up to its webhook's cap.
+    for (const id of hog.slice(0, 5)) await recorded(worker.open.get(id)!.shift()!);
+    const after = await worker.claim(5, 12);
+    expect(sendsOf(after, hog)).toBe(0);
+    expect(sendsOf(after, [calm])).toBe(CAP - 1);
   });
 
   it('free slots go round-robin over tenants, the longest-waiting tenant first', async () => {
-    // The hog's rows are older, yet with two free slots each tenant gets one.
+    // The hog's rows are all older, yet each tenant gets every other slot: with 6 free of 32
+    // (2 reserved), the hog's first and second rows and the other tenant's first and second.
     const hooks = await seed([5, 5, 5, 5], ['hog', 'hog', 'hog', 'calm']);
-    const claimed = await new Worker().claim(2, 32);
-    expect(sendsOf(claimed, hooks.slice(0, 3))).toBe(1);
-    expect(sendsOf(claimed, [hooks[3]!])).toBe(1);
+    const claimed = await new Worker().claim(6, 32);
+    expect(sendsOf(claimed, hooks.slice(0, 3))).toBe(2);
+    expect(sendsOf(claimed, [hooks[3]!])).toBe(2);
     // With one free slot, the tenant waiting longest.
     const [older] = await seed([5, 5], ['hog', 'calm']);
     const one = await new Worker().claim(1, 32);

@@ -59,8 +59,8 @@ const statements: Record<Name, { text: string; values: unknown[] }> = {
       ),
     ],
   },
-  // 64 slots in all, 32 of them free: a lone tenant's share (half the slots) covers the 32.
-  claim: { text: CLAIM_SQL, values: [4, 32, 40_000, 50_000, '{}', '{}', '{}', '{}', 64] },
+  // 64 slots in all, 36 of them free: with the 4 kept for other tenants, 32 to send.
+  claim: { text: CLAIM_SQL, values: [4, 36, 40_000, 50_000, '{}', '{}', '{}', '{}', 64] },
   record: { text: RECORD_SQL, values: ['[]'] },
 };
 
