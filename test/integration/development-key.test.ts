@@ -9,6 +9,8 @@ import { client } from '../helpers/http.js';
 import { killAll, startTsx, type RunningProcess } from '../helpers/processes.js';
 
 const URL_LINE = /gateway on (http:\/\/\S+)/;
+// A first start from an empty DATA_DIR runs PGlite's initdb: an outer limit for a busy machine.
+const STARTUP_MS = 180_000;
 const KEY_LINE = /Development API key[^\n]*\n\s*(ia_live_[A-Za-z0-9]{32})\s*\n/;
 
 async function stop(p: RunningProcess): Promise<number | string> {
@@ -28,7 +30,7 @@ describe('the development API key of the embedded quick start', () => {
     const env = { DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
 
     const first = startTsx('src/main.ts', [], env);
-    const url = (await first.waitForStdout(URL_LINE))[1]!;
+    const url = (await first.waitForStdout(URL_LINE, STARTUP_MS))[1]!;
     const key = (await first.waitForStdout(KEY_LINE))[1]!;
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(url).not.toMatch(/:0$/);
@@ -48,7 +50,7 @@ describe('the development API key of the embedded quick start', () => {
     expect(await stop(first)).toBe(0);
 
     const second = startTsx('src/main.ts', [], env);
-    const url2 = (await second.waitForStdout(URL_LINE))[1]!;
+    const url2 = (await second.waitForStdout(URL_LINE, STARTUP_MS))[1]!;
     const again = await fetch(`${url2}/api/v1/webhooks`, { headers: { authorization: `Bearer ${key}` } });
     expect(again.status).toBe(200);
     expect(((await again.json()) as { name: string }[]).map((w) => w.name)).toEqual(['quick start']);
@@ -57,7 +59,7 @@ describe('the development API key of the embedded quick start', () => {
     expect(await stop(second)).toBe(0);
     expect(second.stdout()).not.toMatch(/ia_live_/);
     expect(first.stderr()).not.toContain(key);
-  }, 120_000);
+  }, 2 * STARTUP_MS + 60_000);
 });
 
 describe('the development key, in process', () => {

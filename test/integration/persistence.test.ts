@@ -74,7 +74,7 @@ describe('persistence across restarts on the same database', () => {
 
     expect((await after.put(`/api/v1/webhooks/${created.body.id}`, { enabled: true })).body.enabled).toBe(true);
     expect((await after.delete(`/api/v1/webhooks/${second.body.id}`)).status).toBe(204);
-  }, 90_000);
+  }, 180_000);
 });
 
 describe('the embedded encryption key file (no ENCRYPTION_KEY)', () => {
@@ -113,5 +113,5 @@ describe('the embedded encryption key file (no ENCRYPTION_KEY)', () => {
     const box = createSecretBox(key);
     expect(box.decrypt((await storedSecret(gw, second.body.id))!)).toBe(secondSecret);
     expect(box.decrypt((await storedSecret(gw, first.body.id))!)).toBe(secret);
-  }, 90_000);
+  }, 180_000);
 });

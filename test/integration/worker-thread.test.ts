@@ -64,7 +64,8 @@ describe.skipIf(!onRealPostgres)('the worker on a thread of its own (needs a rea
     await deliverOne(api, receiver, hook.id, 1);
     await first.terminate();
     await expect.poll(() => gw.logs.some((line) => line.includes('worker thread exited; starting another'))).toBe(true);
-    await expect.poll(() => handle.thread !== undefined && handle.thread !== first, { timeout: 10_000 }).toBe(true);
+    // Starting a thread compiles and loads the worker's modules: seconds on a busy machine.
+    await expect.poll(() => handle.thread !== undefined && handle.thread !== first, { timeout: 60_000 }).toBe(true);
     await deliverOne(api, receiver, hook.id, 2);
     // The metrics of the thread that exited went with it; the new one's are there.
     await expect.poll(() => attemptsMetric(gw)).toBeGreaterThanOrEqual(1);
