@@ -40,9 +40,6 @@ export function checkWebhookUrl(raw: string, allowInsecure: boolean): UrlCheck {
   if (raw.length > MAX_URL_LENGTH) {
     return fail(`url must be at most ${MAX_URL_LENGTH} characters`);
   }
-  if (REWRITTEN_BY_PARSER.test(raw)) {
-    return fail('url must not contain whitespace, control characters or backslashes');
-  }
   const url = parseWebhookUrl(raw);
   if (!url) {
     return fail('url is not a valid absolute URL');
