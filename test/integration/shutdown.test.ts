@@ -12,6 +12,9 @@ import { killAll, startTsx, type RunningProcess } from '../helpers/processes.js'
 import { startReceiver, type Receiver, type ReceivedRequest } from '../helpers/receiver.js';
 
 const STARTUP_MS = 90_000;
+// Beyond SHUTDOWN_TIMEOUT, what closing the pools and exiting may take on a busy machine: an outer
+// limit that still tells a bounded shutdown from one that hangs.
+const EXIT_SLACK_MS = 20_000;
 
 function gatewayEnv(db: TestDatabase, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -100,14 +103,13 @@ describe('graceful shutdown of the real server process', () => {
     const drifts = () => receiver.requests.filter((r) => r.json?.event === 'drift.detected');
     const pairs = (list: ReceivedRequest[]) => new Set(list.map((r) => `${r.json.webhook_id}/${r.json.data.seq}`));
     await receiver.waitFor(10, { match: (r) => r.json?.event === 'drift.detected', timeoutMs: 30_000 });
-    for (let i = 0; i < 200 && inFlight === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 5));
-    expect(inFlight, 'attempts in flight when the signal is sent').toBeGreaterThan(0);
+    await expect.poll(() => inFlight, { interval: 5, message: 'attempts in flight when the signal is sent' }).toBeGreaterThan(0);
     const before = pairs(drifts()).size;
     expect(before, 'deliveries left for the restart').toBeLessThan(2 * EVENTS);
 
     const stopped = await stopWith(first.proc, 'SIGTERM');
     expect(stopped.code, first.proc.stderr()).toBe(0);
-    expect(stopped.ms).toBeLessThan(3_000 + 5_000);
+    expect(stopped.ms).toBeLessThan(3_000 + EXIT_SLACK_MS);
     // Every attempt in flight at the signal was allowed to finish.
     expect(inFlight).toBe(0);
     expect(first.proc.stdout()).toContain('"msg":"shutting down"');
@@ -170,7 +172,7 @@ describe('graceful shutdown of the real server process', () => {
     const stopped = await stopWith(first.proc, 'SIGTERM');
     expect(stopped.code, first.proc.stderr()).toBe(0);
     expect(stopped.ms, 'waited for the grace').toBeGreaterThanOrEqual(900);
-    expect(stopped.ms).toBeLessThan(1_000 + 5_000);
+    expect(stopped.ms).toBeLessThan(1_000 + EXIT_SLACK_MS);
     expect(first.proc.stdout()).toContain('attempts still in flight at shutdown; releasing their leases');
     if (!onRealPostgres) expect(existsSync(lockFile(db))).toBe(false);
 
@@ -237,7 +239,7 @@ describe('graceful shutdown of the real server process', () => {
 
     const code = await proc.exited;
     expect(code, proc.stderr()).toBe(0);
-    expect(Date.now() - sent).toBeLessThan(3_000 + 5_000);
+    expect(Date.now() - sent).toBeLessThan(3_000 + EXIT_SLACK_MS);
     if (!onRealPostgres) expect(existsSync(lockFile(db))).toBe(false);
     idle.destroy();
   });
