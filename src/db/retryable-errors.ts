@@ -36,3 +36,13 @@ export function isRetryableDatabaseError(err: unknown): boolean {
   if (code !== undefined && CONNECT_CODES.has(code)) return true;
   return NOT_SENT.some((pattern) => pattern.test(err.message));
 }
+
+/**
+ * A connection lost while a statement was on its way: it may or may not have run. Retrying is only
+ * for statements that cannot do their work twice (a record keyed by its attempt id, say).
+ */
+export function isConnectionLostError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || /^Connection terminated/.test(err.message);
+}

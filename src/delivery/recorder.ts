@@ -6,7 +6,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import { createGroupCommit } from '../db/group-commit.js';
-import { isRetryableDatabaseError } from '../db/retryable-errors.js';
+import { isConnectionLostError, isRetryableDatabaseError } from '../db/retryable-errors.js';
 import { recordAttempts, type AttemptRecord, type RecordedAttempt } from './queue.js';
 
 export interface AttemptRecorder {
@@ -16,7 +16,7 @@ export interface AttemptRecorder {
 
 // The send already happened; losing its record means sending it again once the lease lapses. So a
 // record is tried again when a retry can succeed (the connection failed before the statement was
-// sent, a serialization failure or a deadlock, a server restarting): a few times over about four
+// sent or lost on its way, a serialization failure or a deadlock, a server restarting): a few times over about four
 // seconds, well within the lease. Any other error fails the record at once.
 const RECORD_RETRY = { retries: 4, minTimeout: 250, factor: 2, maxTimeout: 2_000 };
 
@@ -29,7 +29,9 @@ export function createAttemptRecorder(orm: MikroORM, logger: Logger): AttemptRec
           tries += 1;
           return recordAttempts(orm.em.fork(), [input]);
         },
-        { ...RECORD_RETRY, shouldRetry: ({ error }) => isRetryableDatabaseError(error) },
+        // A record is keyed by its attempt id, so one that committed before its connection was
+        // lost cannot be written twice: its retry fails on the key instead.
+        { ...RECORD_RETRY, shouldRetry: ({ error }) => isRetryableDatabaseError(error) || isConnectionLostError(error) },
       );
       return recorded ?? null;
     } catch (err) {
