@@ -79,6 +79,11 @@ export function createApp(deps: AppDeps): App {
     return false;
   }
 
+  /** A GraphQL error answer from the front, before yoga: the media type the client accepts. */
+  function sendGraphQLError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
+    sendJson(res, status, { errors: [{ message, extensions: { code } }] }, {}, graphqlMediaType(req));
+  }
+
   /**
    * The caller behind a request that needs credentials. Without valid ones the request is answered
    * here, before its body is read: 401, or 429 once this address has had too many such answers.
@@ -101,7 +106,7 @@ export function createApp(deps: AppDeps): App {
       const message = `too many requests without valid credentials from this address; retry in ${decision.retryAfterSec} s`;
       sendRateLimited(res, new RateLimitedError(decision.retryAfterSec, {}, message));
     } else if (surface === 'graphql') {
-      sendJson(res, 401, { errors: [{ message: reason, extensions: { code: 'UNAUTHORIZED' } }] }, {}, graphqlMediaType(req));
+      sendGraphQLError(req, res, 401, 'UNAUTHORIZED', reason);
     } else {
       sendError(res, 401, 'UNAUTHORIZED', reason);
     }
@@ -119,11 +124,6 @@ export function createApp(deps: AppDeps): App {
       return viewer && (await withinLimit(viewer, res, 1)) ? viewer : undefined;
     },
   });
-
-  /** A GraphQL error answer from the front, before yoga: the media type the client accepts. */
-  function sendGraphQLError(req: IncomingMessage, res: ServerResponse, status: number, code: string, message: string): void {
-    sendJson(res, status, { errors: [{ message, extensions: { code } }] }, {}, graphqlMediaType(req));
-  }
 
   async function graphql(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     // The GraphiQL page is open to browsers: it only renders, with an Authorization header to fill in.
