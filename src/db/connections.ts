@@ -19,7 +19,11 @@
 // sent something and has not answered for the time limit is destroyed, which takes its
 // connection out of whichever pool holds it, and the idle sockets opened before it, which most
 // likely went through the same broken path, are closed as well: pools open fresh ones on demand.
-import { Socket } from 'node:net';
+// Over TLS the watch sits under the encryption: Node's TLS socket takes over a plain socket's
+// handle and reads and writes it natively, out of the watch's sight, so a TLS connection runs over
+// a stream that carries the encrypted bytes through JavaScript instead (see WatchedStream).
+import { Socket, type SocketConnectOpts } from 'node:net';
+import { Duplex } from 'node:stream';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -108,49 +112,62 @@ export function timeLimits(queryTimeoutMs: number): TimeLimits {
   };
 }
 
+/** A connection's stream that knows since when it has been waiting for an answer. */
+interface Watched {
+  /** From the first write after the last data received; undefined while nothing is asked. */
+  waitingSince: number | undefined;
+  destroy(error?: Error): void;
+  once(event: 'close', listener: () => void): unknown;
+}
+
 /**
- * Sockets of one thread's connections, each watched for silence after a request: a socket knows
- * when it was first written to since it last received anything.
+ * Streams of one thread's connections, each watched for silence after a request. pg writes a
+ * request only once the previous one was answered, so anything written and not answered for long
+ * means the other side is gone.
  */
 function createSocketWatch(silentMs: number, logger: Logger | undefined) {
-  const sockets = new Set<WatchedSocket>();
+  const streams = new Set<Watched>();
   const tickMs = Math.max(20, Math.min(1_000, Math.floor(silentMs / 10)));
   let timer: NodeJS.Timeout | undefined;
 
   const check = () => {
     const now = Date.now();
-    for (const socket of sockets) {
-      if (socket.waitingSince === undefined || now - socket.waitingSince <= silentMs) continue;
-      logger?.warn({ silentMs: now - socket.waitingSince }, 'database connection stopped answering; dropping it and the idle ones opened before it');
+    for (const stream of streams) {
+      if (stream.waitingSince === undefined || now - stream.waitingSince <= silentMs) continue;
+      logger?.warn({ silentMs: now - stream.waitingSince }, 'database connection stopped answering; dropping it and the idle ones opened before it');
       // The idle connections opened before this one (the set keeps the order they were opened in)
       // most likely share its broken path; those opened since came through a path that worked.
-      for (const other of sockets) {
-        if (other === socket) break;
+      for (const other of streams) {
+        if (other === stream) break;
         if (other.waitingSince === undefined) {
-          sockets.delete(other);
+          streams.delete(other);
           other.destroy();
         }
       }
-      sockets.delete(socket);
-      socket.destroy(new Error(`the database did not answer within ${silentMs} ms; connection dropped`));
+      streams.delete(stream);
+      stream.destroy(new Error(`the database did not answer within ${silentMs} ms; connection dropped`));
     }
-    if (sockets.size === 0) {
+    if (streams.size === 0) {
       clearInterval(timer);
       timer = undefined;
     }
   };
 
   return {
-    /** pg's `stream` option: a plain TCP or Unix socket, watched while it is open. */
-    socket(): Socket {
-      const socket = new WatchedSocket();
-      sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
+    /**
+     * pg's `stream` option: a plain TCP or Unix socket, or for a TLS connection a stream carrying
+     * the encrypted bytes, watched while it is open.
+     */
+    stream(options: { ssl?: unknown }): Socket {
+      const stream = options.ssl ? new WatchedStream() : new WatchedSocket();
+      streams.add(stream);
+      stream.once('close', () => streams.delete(stream));
       if (!timer) {
         timer = setInterval(check, tickMs);
         timer.unref();
       }
-      return socket;
+      // pg uses a socket's connect, setNoDelay, setKeepAlive, ref and unref, which WatchedStream has.
+      return stream as Socket;
     },
     close() {
       clearInterval(timer);
@@ -159,12 +176,8 @@ function createSocketWatch(silentMs: number, logger: Logger | undefined) {
   };
 }
 
-/**
- * A socket that remembers since when it has been waiting for an answer: from the first write after
- * the last data it received. pg writes a request only once the previous one was answered, so
- * anything written and not answered for long means the other side is gone.
- */
-class WatchedSocket extends Socket {
+/** A plain connection's socket, watched through the writes and data that pass through it. */
+class WatchedSocket extends Socket implements Watched {
   waitingSince: number | undefined;
 
   constructor() {
@@ -184,6 +197,72 @@ class WatchedSocket extends Socket {
   override _writev(chunks: { chunk: unknown; encoding: BufferEncoding }[], callback: (error?: Error | null) => void): void {
     this.waitingSince ??= Date.now();
     super._writev!(chunks, callback);
+  }
+}
+
+/**
+ * A TLS connection's transport: a stream over a plain socket that passes every byte through
+ * JavaScript. Given a stream that is not a socket, Node's TLS runs over its reads and writes
+ * (instead of taking over the socket's handle), so the watch sees the encrypted traffic.
+ */
+class WatchedStream extends Duplex implements Watched {
+  waitingSince: number | undefined;
+  private readonly socket = new Socket();
+
+  constructor() {
+    super({ allowHalfOpen: false });
+    const socket = this.socket;
+    socket.on('connect', () => this.emit('connect'));
+    socket.on('data', (chunk: Buffer) => {
+      this.waitingSince = undefined;
+      if (!this.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => this.push(null));
+    socket.on('error', (error) => this.destroy(error));
+    socket.on('close', () => this.destroy());
+  }
+
+  connect(...args: [options: SocketConnectOpts] | [port: number, host?: string] | [path: string]): this {
+    (this.socket.connect as (...a: unknown[]) => Socket)(...args);
+    return this;
+  }
+
+  setNoDelay(noDelay?: boolean): this {
+    this.socket.setNoDelay(noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    this.socket.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+
+  ref(): this {
+    this.socket.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.socket.unref();
+    return this;
+  }
+
+  override _read(): void {
+    this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.waitingSince ??= Date.now();
+    this.socket.write(chunk, encoding, callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.socket.end(callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.socket.destroy();
+    callback(error);
   }
 }
 
@@ -234,7 +313,8 @@ export async function openDatabase(
     idle_in_transaction_session_timeout: limits.queryMs,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
-    stream: () => watch.socket(),
+    // pg calls the function with the connection's settings, ssl among them (its types omit the argument).
+    stream: ((options: { ssl?: unknown }) => watch.stream(options)) as unknown as () => Socket,
   };
   let service: pg.Pool | undefined;
   let statements: StatementPool | undefined;

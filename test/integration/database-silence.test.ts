@@ -1,9 +1,13 @@
 // A database that stops answering, seen through a TCP proxy between the gateway and Postgres:
 // first the proxy swallows everything (a network fault: /readyz must turn 503 within 5 s), then it
 // leaves the connections it had half-open, accepting bytes and never answering, while new ones
-// work (a failover: the worker must deliver again without a restart).
+// work (a failover: the worker must deliver again without a restart). The same again over TLS,
+// where the proxy ends the encryption the way a Postgres server does.
+import { readFileSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { userToken } from '../helpers/auth.js';
 import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helpers/database.js';
@@ -18,12 +22,41 @@ interface SilenceProxy {
   swallowAll(): void;
   /** Connections from now on are carried again; those opened before stay silent. */
   carryNew(): void;
+  /** Connections that came over TLS. */
+  readonly secured: number;
   close(): Promise<void>;
 }
 
-async function startSilenceProxy(target: { host: string; port: number }): Promise<SilenceProxy> {
+const TLS_KEYS = {
+  key: readFileSync(new URL('../fixtures/localhost-key.pem', import.meta.url)),
+  cert: readFileSync(new URL('../fixtures/localhost-cert.pem', import.meta.url)),
+};
+
+/** Postgres's SSLRequest: length 8, code 80877103. */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
+
+/**
+ * Answers a client's SSLRequest with 'S' and ends TLS as a Postgres server would, handing on the
+ * decrypted stream (the server behind the proxy then sees a plain connection).
+ */
+function acceptTls(socket: Socket, carry: (stream: Duplex) => void, secured: () => void): void {
+  socket.once('data', (first: Buffer) => {
+    if (!first.subarray(0, 8).equals(SSL_REQUEST)) {
+      socket.destroy();
+      return;
+    }
+    socket.write('S');
+    const secure = new TLSSocket(socket, { isServer: true, ...TLS_KEYS });
+    secure.on('error', () => socket.destroy());
+    secure.once('secure', secured);
+    carry(secure);
+  });
+}
+
+async function startSilenceProxy(target: { host: string; port: number }, tls: boolean): Promise<SilenceProxy> {
   const pairs = new Set<{ client: Socket; upstream: Socket | undefined; silent: boolean }>();
   let newSilent = false;
+  let secured = 0;
   const server: Server = createServer((clientSocket) => {
     const pair = { client: clientSocket, upstream: undefined as Socket | undefined, silent: newSilent };
     pairs.add(pair);
@@ -39,19 +72,23 @@ async function startSilenceProxy(target: { host: string; port: number }): Promis
       clientSocket.on('data', () => undefined);
       return;
     }
-    const upstream = new Socket();
-    pair.upstream = upstream;
-    upstream.connect(target.port, target.host);
-    upstream.on('error', drop);
-    upstream.on('close', () => {
-      if (!pair.silent) drop();
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      if (!pair.silent) clientSocket.write(chunk);
-    });
-    clientSocket.on('data', (chunk: Buffer) => {
-      if (!pair.silent) upstream.write(chunk);
-    });
+    const carry = (stream: Duplex) => {
+      const upstream = new Socket();
+      pair.upstream = upstream;
+      upstream.connect(target.port, target.host);
+      upstream.on('error', drop);
+      upstream.on('close', () => {
+        if (!pair.silent) drop();
+      });
+      upstream.on('data', (chunk: Buffer) => {
+        if (!pair.silent) stream.write(chunk);
+      });
+      stream.on('data', (chunk: Buffer) => {
+        if (!pair.silent) upstream.write(chunk);
+      });
+    };
+    if (tls) acceptTls(clientSocket, carry, () => (secured += 1));
+    else carry(clientSocket);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -62,6 +99,9 @@ async function startSilenceProxy(target: { host: string; port: number }): Promis
     },
     carryNew() {
       newSilent = false;
+    },
+    get secured() {
+      return secured;
     },
     async close() {
       for (const pair of pairs) {
@@ -75,7 +115,10 @@ async function startSilenceProxy(target: { host: string; port: number }): Promis
 
 const EVENT = 'drift.detected';
 
-describe.skipIf(!onRealPostgres)('a database that stops answering (needs a real Postgres: set DATABASE_URL)', () => {
+describe.skipIf(!onRealPostgres).each([
+  { link: 'a plain connection', tls: false },
+  { link: 'TLS', tls: true },
+])('a database that stops answering, over $link (needs a real Postgres: set DATABASE_URL)', ({ tls }) => {
   let database: TestDatabase;
   let proxy: SilenceProxy;
   let gw: TestGateway;
@@ -87,9 +130,11 @@ describe.skipIf(!onRealPostgres)('a database that stops answering (needs a real 
   beforeAll(async () => {
     database = await createTestDatabase();
     const direct = new URL(database.url!);
-    proxy = await startSilenceProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
+    proxy = await startSilenceProxy({ host: direct.hostname, port: Number(direct.port || 5432) }, tls);
     const viaProxy = new URL(direct);
     viaProxy.port = String(proxy.port);
+    // The test's certificate is its own, so the gateway is told not to check it.
+    if (tls) viaProxy.searchParams.set('sslmode', 'no-verify');
     gw = await startTestGateway(
       {
         DATABASE_URL: viaProxy.toString(),
@@ -125,6 +170,7 @@ describe.skipIf(!onRealPostgres)('a database that stops answering (needs a real 
     expect((await api.post('/api/v1/events', { event: EVENT, data: { n: 0 } })).status).toBe(202);
     await receiver.waitFor(1, { match: delivered(0), timeoutMs: 15_000 });
     expect(await readyStatus()).toBe(200);
+    if (tls) expect(proxy.secured).toBeGreaterThan(0);
 
     proxy.swallowAll();
     const silentSince = Date.now();
