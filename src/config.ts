@@ -37,6 +37,8 @@ export interface Config {
   pollIntervalMs: number;
   /** How much longer than the HTTP timeout a claimed delivery stays leased to its worker. */
   workerLeaseMarginMs: number;
+  /** /readyz turns 503 when the worker's claim loop has not come round for this long. */
+  workerStalledAfterMs: number;
   /** How long a stopping process waits for requests and attempts in flight. */
   shutdownTimeoutMs: number;
   webhookTimeoutMs: number;
@@ -149,6 +151,7 @@ const envSchema = z.object({
   WORKER_MAX_IN_FLIGHT_PER_WEBHOOK: integer(4, 1, 1024),
   WORKER_POLL_INTERVAL: duration('1s'),
   WORKER_LEASE_MARGIN: duration('30s'),
+  WORKER_STALLED_AFTER: duration('60s'),
   SHUTDOWN_TIMEOUT: duration('15s'),
   WEBHOOK_TIMEOUT: duration('10s'),
   WEBHOOK_RETRY_SCHEDULE: z
@@ -237,6 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxInFlightPerWebhook: e.WORKER_MAX_IN_FLIGHT_PER_WEBHOOK,
     pollIntervalMs: e.WORKER_POLL_INTERVAL,
     workerLeaseMarginMs: e.WORKER_LEASE_MARGIN,
+    workerStalledAfterMs: e.WORKER_STALLED_AFTER,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT,
     retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,

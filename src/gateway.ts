@@ -40,9 +40,6 @@ export interface Gateway {
 
 // /readyz answers within 5 seconds whatever the database does: its probe has a limit of its own.
 const READY_PROBE_TIMEOUT_MS = 2_000;
-// A worker whose claim loop has not come round for this long is stuck (on a database that stopped
-// answering, say), however well a fresh connection answers the probe.
-const WORKER_STALLED_MS = 60_000;
 
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
   const embedded = config.databaseUrl === undefined;
@@ -68,10 +65,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   /**
    * Ready when the database answers a probe on a connection of its own within
    * READY_PROBE_TIMEOUT_MS, and this instance's worker, if it has one, completed a claim cycle
-   * within max(60 s, 3 × WORKER_POLL_INTERVAL).
+   * within max(WORKER_STALLED_AFTER, 3 × WORKER_POLL_INTERVAL): a worker whose loop has not come
+   * round for that long is stuck (on connections that stopped answering, say), however well a
+   * fresh connection answers the probe.
    */
   async function ready(): Promise<boolean> {
-    const stalledAfterMs = Math.max(WORKER_STALLED_MS, 3 * config.pollIntervalMs);
+    const stalledAfterMs = Math.max(config.workerStalledAfterMs, 3 * config.pollIntervalMs);
     if (scheduler && Date.now() - scheduler.lastCycleAt > stalledAfterMs) return false;
     return db.ping(READY_PROBE_TIMEOUT_MS);
   }

@@ -234,7 +234,7 @@ describe.skipIf(!onRealPostgres)('readiness when the database stops answering (r
   let dbName: string;
 
   beforeAll(async () => {
-    gw = await startTestGateway({ WORKER_POLL_INTERVAL: '200ms' });
+    gw = await startTestGateway({ WORKER_POLL_INTERVAL: '200ms', WORKER_STALLED_AFTER: '1s' });
     dbName = new URL(gw.database.url!).pathname.slice(1);
     admin = new pg.Client({ connectionString: realPostgresUrl });
     await admin.connect();
@@ -265,5 +265,26 @@ describe.skipIf(!onRealPostgres)('readiness when the database stops answering (r
     await admin.query(`alter database ${pg.escapeIdentifier(dbName)} allow_connections true`);
     await expect.poll(async () => (await ready()).status, { timeout: 15_000, interval: 200 }).toBe(200);
     expect((await ready()).body).toEqual({ status: 'ok' });
+  });
+
+  it("answers 503 while the worker's claim loop is stuck, though the probe's own connection answers, and 200 once it runs again", async () => {
+    const ready = async () => (await fetch(`${gw.url}/readyz`, { signal: AbortSignal.timeout(10_000) })).status;
+    await expect.poll(ready, { timeout: 15_000, interval: 200 }).toBe(200);
+
+    // A lock that every claim waits behind (the default DATABASE_QUERY_TIMEOUT gives it 30 s),
+    // while `select 1` on a fresh connection answers at once.
+    const holder = new pg.Client({ connectionString: gw.database.url });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('lock table delivery in access exclusive mode');
+      await expect.poll(ready, { timeout: 15_000, interval: 200 }).toBe(503);
+      const probe = await gw.gateway.db.ping(2_000);
+      expect(probe).toBe(true);
+      await holder.query('rollback');
+    } finally {
+      await holder.end();
+    }
+    await expect.poll(ready, { timeout: 15_000, interval: 200 }).toBe(200);
   });
 });
