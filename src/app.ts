@@ -9,7 +9,7 @@ import type { Viewer } from './auth/viewer.js';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
 import type { Notifier } from './db/notifier.js';
-import type { Deliverer } from './delivery/deliverer.js';
+import type { Deliverer } from './worker/deliverer.js';
 import { AppError, RateLimitedError } from './errors.js';
 import { operationLimits, rootFieldCount } from './graphql/operation-limits.js';
 import { schema } from './graphql/schema.js';

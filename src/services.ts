@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
 import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from './db/notifier.js';
-import type { Deliverer } from './delivery/deliverer.js';
+import type { Deliverer } from './worker/deliverer.js';
 import { ApiKeyService } from './modules/api-keys/api-key.service.js';
 import { DeliveryService, queuePing } from './modules/deliveries/delivery.service.js';
 import { EventService, type EventPublisher } from './modules/events/event.service.js';

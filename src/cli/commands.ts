@@ -8,7 +8,7 @@ import { ConfigError, loadConfig } from '../config.js';
 import { openDatabase, type Database } from '../db/connections.js';
 import { migrate } from '../db/orm.js';
 import { printSchemaText } from '../graphql/schema.js';
-import { verifyInfraAuditSignature, verifyStandardWebhooks } from '../delivery/signature.js';
+import { verifyInfraAuditSignature, verifyStandardWebhooks } from '../worker/signature.js';
 import { createLogger } from '../logger.js';
 import { ApiKeyService } from '../modules/api-keys/api-key.service.js';
 import { EventService } from '../modules/events/event.service.js';

@@ -6,8 +6,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/connections.js';
 import { migrate } from '../../src/db/orm.js';
-import { claimDue, type Claimed, type HeldShare } from '../../src/delivery/claim.js';
-import { releaseLeases } from '../../src/delivery/queue.js';
+import { claimDue, type Claimed, type HeldShare } from '../../src/worker/claim.js';
+import { releaseLeases } from '../../src/worker/queue.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.js';
 
 const LEASE_MS = 40_000;

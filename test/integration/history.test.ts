@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pruneAttempts } from '../../src/delivery/queue.js';
+import { pruneAttempts } from '../../src/worker/queue.js';
 import { userToken } from '../helpers/auth.js';
 import { createWebhook, deliveryById, historyOf, uniqueTenant } from '../helpers/delivery.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';

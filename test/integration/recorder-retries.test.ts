@@ -4,8 +4,8 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
-import { createAttemptRecorder } from '../../src/delivery/recorder.js';
-import type { AttemptRecord } from '../../src/delivery/queue.js';
+import { createAttemptRecorder } from '../../src/worker/recorder.js';
+import type { AttemptRecord } from '../../src/worker/queue.js';
 import { newId } from '../../src/ids.js';
 import { userToken } from '../helpers/auth.js';
 import { createWebhook, uniqueTenant } from '../helpers/delivery.js';

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, isIP, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSender, type OutgoingDelivery } from '../../src/delivery/sender.js';
+import { createSender, type OutgoingDelivery } from '../../src/worker/sender.js';
 import { userToken } from '../helpers/auth.js';
 import { createWebhook, historyOf, newSecret, uniqueTenant } from '../helpers/delivery.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';

@@ -10,7 +10,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { client, type TestClient } from '../helpers/http.js';
 import { parsePrometheus, valueOf } from '../helpers/prometheus.js';
 import { startReceiver, type ReceivedRequest, type Receiver } from '../helpers/receiver.js';
-import type { WorkerThread } from '../../src/delivery/worker-thread.js';
+import type { WorkerThread } from '../../src/worker/worker-thread.js';
 
 const EVENT = 'alert.created';
 

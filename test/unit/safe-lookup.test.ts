@@ -4,7 +4,7 @@ import type { AddressInfo, LookupFunction } from 'node:net';
 import type { LookupAddress } from 'node:dns';
 import type { OptionsInit } from 'got';
 import { afterAll, afterEach, beforeAll, describe, it, expect, vi } from 'vitest';
-import { BlockedAddressError, checkLiteralHost, createSafeLookup } from '../../src/delivery/safe-lookup.js';
+import { BlockedAddressError, checkLiteralHost, createSafeLookup } from '../../src/worker/safe-lookup.js';
 
 type StubCallback = (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void;
 type LookupResult = { err: NodeJS.ErrnoException | null; address: string | LookupAddress[]; family?: number };

@@ -6,7 +6,7 @@ import {
   standardWebhooksSignature,
   verifyInfraAuditSignature,
   verifyStandardWebhooks,
-} from '../../src/delivery/signature.js';
+} from '../../src/worker/signature.js';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const MSG_ID = 'del_test';

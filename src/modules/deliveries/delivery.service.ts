@@ -1,6 +1,6 @@
 // Delivery history, and the synchronous test ping. Reads are tenant-filtered like everything else.
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Deliverer } from '../../delivery/deliverer.js';
+import type { Deliverer } from '../../worker/deliverer.js';
 import { AppError, notFound } from '../../errors.js';
 import { isId } from '../../ids.js';
 import { insertEventWithDeliveries } from '../events/event.service.js';

@@ -33,7 +33,7 @@ const fail = (message: string): UrlCheck => ({ ok: false, message });
 
 /**
  * Registration-time check of a webhook target. Delivery re-checks every
- * resolved address (see delivery/safe-lookup), because DNS answers can change
+ * resolved address (see worker/safe-lookup), because DNS answers can change
  * after this passes.
  */
 export function checkWebhookUrl(raw: string, allowInsecure: boolean): UrlCheck {

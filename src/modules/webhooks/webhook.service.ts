@@ -5,7 +5,7 @@ import { generateWebhookSecret, isWebhookSecret, type SecretBox } from '../../cr
 import { AppError, notFound } from '../../errors.js';
 import { isId, newId } from '../../ids.js';
 import { isStorableText } from '../../db/storable-text.js';
-import { cancelPendingForWebhook } from '../../delivery/queue.js';
+import { cancelPendingForWebhook } from '../../worker/queue.js';
 import { isEventType } from '../events/event-types.js';
 import { checkWebhookUrl } from './url-policy.js';
 import { WebhookSchema, type Webhook } from './webhook.entity.js';
