@@ -1,5 +1,5 @@
 // `npx tsx bench/compare.ts before=<main.js> after=<main.js>`: paired runs of two (or more) builds,
-// for the before/after figures in BENCHMARKS.md. A build may carry settings of its own after
+// for the before/after figures in docs/decisions/. A build may carry settings of its own after
 // commas (`cap16=dist/src/main.js,WORKER_MAX_IN_FLIGHT_PER_WEBHOOK=16`), which override the
 // bench's. Each round starts every build in turn (the order alternates from round to round, so a
 // machine that gets busier over time favours neither) on a fresh database and runs scenarios 2, 1
