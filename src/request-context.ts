@@ -14,7 +14,7 @@ export interface RequestInfo {
   queryToken?: string | null | undefined;
   requestId?: string | null | undefined;
   idempotencyKey?: string | null | undefined;
-  /** GraphQL lets anonymous requests through (introspection, GraphiQL); resolvers then refuse. */
+  /** GraphQL lets anonymous requests through (introspection, GraphiQL); root fields' auth scopes then refuse. */
   allowAnonymous?: boolean;
 }
 

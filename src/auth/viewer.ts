@@ -1,5 +1,3 @@
-import { AppError } from '../errors.js';
-
 export interface Viewer {
   /** The tenant this caller acts for; null for a service token without a tenant claim. */
   tenantId: string | null;
@@ -12,13 +10,5 @@ export interface Viewer {
   expiresAt?: Date;
 }
 
-export function requireViewer(viewer: Viewer | null): Viewer {
-  if (!viewer) throw new AppError('UNAUTHORIZED', 'authentication required');
-  return viewer;
-}
-
-export function requireTenant(viewer: Viewer | null): string {
-  const v = requireViewer(viewer);
-  if (v.tenantId === null) throw new AppError('FORBIDDEN', 'this token is not bound to a tenant');
-  return v.tenantId;
-}
+/** A viewer acting for one tenant (users and API keys; service tokens with a tenant claim). */
+export type TenantViewer = Viewer & { tenantId: string };

@@ -1,6 +1,6 @@
 // Starting a live delivery subscription: the per-request half, which checks what the viewer may
 // watch before the process-wide hub takes over.
-import { requireTenant, type Viewer } from '../auth/viewer.js';
+import type { TenantViewer } from '../auth/viewer.js';
 import type { WebhookService } from '../modules/webhooks/webhook.service.js';
 import type { DeliveryUpdateHub, DeliveryUpdateMessage } from './delivery-update-hub.js';
 
@@ -16,10 +16,10 @@ export class DeliveryUpdatesService {
    * malformed, unknown or foreign webhook id is NOT_FOUND, before anything is streamed. A tenant
    * at its subscription quota is RATE_LIMITED, before the webhook is even looked up.
    */
-  async subscribe(viewer: Viewer | null, webhookId: string | null): Promise<AsyncIterableIterator<DeliveryUpdateMessage>> {
-    const tenantId = requireTenant(viewer);
+  async subscribe(viewer: TenantViewer, webhookId: string | null): Promise<AsyncIterableIterator<DeliveryUpdateMessage>> {
+    const { tenantId } = viewer;
     this.hub.checkRoom(tenantId);
     if (webhookId !== null) await this.webhooks.get(tenantId, webhookId);
-    return this.hub.subscribe(tenantId, webhookId, viewer ?? undefined);
+    return this.hub.subscribe(tenantId, webhookId, viewer);
   }
 }

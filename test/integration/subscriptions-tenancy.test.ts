@@ -118,7 +118,9 @@ describe('live delivery updates: tenant isolation', () => {
     const feed = watch(sseSubscribe(gw.url, await serviceToken()));
     await feed.waitForEnd();
     expect(feed.updates).toEqual([]);
-    expect(feed.results.flatMap((r) => r.errors ?? []).map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
+    expect(feed.results.flatMap((r) => r.errors ?? []).map((e) => [e.extensions?.code, e.message])).toEqual([
+      ['FORBIDDEN', 'this token is not bound to a tenant'],
+    ]);
   });
 
   it('disabling a webhook with a retry pending is announced as a status change', async () => {

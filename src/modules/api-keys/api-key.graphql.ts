@@ -1,4 +1,3 @@
-import { requireTenant } from '../../auth/viewer.js';
 import { builder } from '../../graphql/builder.js';
 import type { ApiKey } from './api-key.entity.js';
 import type { CreatedApiKey } from './api-key.service.js';
@@ -22,25 +21,25 @@ const CreateApiKeyPayload = builder.objectRef<CreatedApiKey>('CreateApiKeyPayloa
 });
 
 builder.queryFields((t) => ({
-  apiKeys: t.field({
+  apiKeys: t.withAuth({ tenant: true }).field({
     type: [ApiKeyRef],
     description: "The viewer's tenant's active API keys, newest first.",
-    resolve: (_root, _args, ctx) => ctx.services.apiKeys.list(requireTenant(ctx.viewer)),
+    resolve: (_root, _args, ctx) => ctx.services.apiKeys.list(ctx.viewer.tenantId),
   }),
 }));
 
 builder.mutationFields((t) => ({
-  createApiKey: t.field({
+  createApiKey: t.withAuth({ tenant: true }).field({
     type: CreateApiKeyPayload,
     args: { name: t.arg.string({ required: true }) },
-    resolve: (_root, { name }, ctx) => ctx.services.apiKeys.create(requireTenant(ctx.viewer), name),
+    resolve: (_root, { name }, ctx) => ctx.services.apiKeys.create(ctx.viewer.tenantId, name),
   }),
-  revokeApiKey: t.field({
+  revokeApiKey: t.withAuth({ tenant: true }).field({
     type: 'Boolean',
     description: 'Revokes the key at once: requests with it are refused from now on.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      await ctx.services.apiKeys.revoke(requireTenant(ctx.viewer), String(id));
+      await ctx.services.apiKeys.revoke(ctx.viewer.tenantId, String(id));
       return true;
     },
   }),

@@ -1,4 +1,3 @@
-import { requireTenant } from '../../auth/viewer.js';
 import { AppError } from '../../errors.js';
 import { builder } from '../../graphql/builder.js';
 import { SUBSCRIBER_QUEUE_LIMIT, type DeliveryUpdate } from '../../subscriptions/delivery-update-hub.js';
@@ -77,7 +76,7 @@ const AttemptPageRef = builder.objectRef<AttemptPage>('DeliveryAttemptPage').imp
 });
 
 builder.queryFields((t) => ({
-  deliveryAttempts: t.field({
+  deliveryAttempts: t.withAuth({ tenant: true }).field({
     type: AttemptPageRef,
     description: "A webhook's most recent attempts (at most the last 100), newest first.",
     args: {
@@ -87,25 +86,25 @@ builder.queryFields((t) => ({
       perPage: t.arg.int({ required: false, description: '1 to 100; defaults to 20.' }),
     },
     resolve: (_root, args, ctx) =>
-      ctx.services.deliveries.attempts(requireTenant(ctx.viewer), String(args.webhookId), {
+      ctx.services.deliveries.attempts(ctx.viewer.tenantId, String(args.webhookId), {
         status: args.status,
         page: args.page,
         perPage: args.perPage,
       }),
   }),
-  delivery: t.field({
+  delivery: t.withAuth({ tenant: true }).field({
     type: DeliveryRef,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.services.deliveries.delivery(requireTenant(ctx.viewer), String(id)),
+    resolve: (_root, { id }, ctx) => ctx.services.deliveries.delivery(ctx.viewer.tenantId, String(id)),
   }),
 }));
 
 builder.mutationFields((t) => ({
-  testWebhook: t.field({
+  testWebhook: t.withAuth({ tenant: true }).field({
     type: DeliveryAttemptRef,
     description: 'Sends one ping now and returns its attempt, successful or not. Never retried; works while disabled.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.services.deliveries.test(requireTenant(ctx.viewer), String(id)),
+    resolve: (_root, { id }, ctx) => ctx.services.deliveries.test(ctx.viewer.tenantId, String(id)),
   }),
 }));
 
@@ -137,7 +136,7 @@ const DeliveryUpdateRef = builder.objectRef<DeliveryUpdate>('DeliveryUpdate').im
 });
 
 builder.subscriptionFields((t) => ({
-  deliveryUpdates: t.field({
+  deliveryUpdates: t.withAuth({ tenant: true }).field({
     type: DeliveryUpdateRef,
     description: [
       "Live updates of the viewer's deliveries: one when a delivery is queued, one per attempt recorded, one per other status change.",

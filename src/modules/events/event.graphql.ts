@@ -1,4 +1,3 @@
-import { requireViewer } from '../../auth/viewer.js';
 import { builder } from '../../graphql/builder.js';
 import type { PublishResult } from './event.service.js';
 
@@ -27,12 +26,12 @@ const PublishEventPayload = builder.objectRef<PublishResult>('PublishEventPayloa
 });
 
 builder.mutationFields((t) => ({
-  publishEvent: t.field({
+  publishEvent: t.withAuth({ viewer: true }).field({
     type: PublishEventPayload,
     description: 'Publishes an event to every enabled webhook of the tenant subscribed to its type.',
     args: { input: t.arg({ type: PublishEventInput, required: true }) },
     resolve: (_root, { input }, ctx) =>
-      ctx.services.events.publish(requireViewer(ctx.viewer), {
+      ctx.services.events.publish(ctx.viewer, {
         event: input.event,
         data: input.data,
         tenantId: input.tenantId,

@@ -1,4 +1,3 @@
-import { requireTenant } from '../../auth/viewer.js';
 import { builder } from '../../graphql/builder.js';
 import { EVENT_TYPES } from '../events/event-types.js';
 import type { Webhook } from './webhook.entity.js';
@@ -73,17 +72,17 @@ const UpdateWebhookInput = builder.inputType('UpdateWebhookInput', {
 });
 
 builder.queryFields((t) => ({
-  webhooks: t.field({
+  webhooks: t.withAuth({ tenant: true }).field({
     type: [WebhookRef],
     description: "The viewer's webhooks, newest first.",
-    resolve: (_root, _args, ctx) => ctx.services.webhooks.list(requireTenant(ctx.viewer)),
+    resolve: (_root, _args, ctx) => ctx.services.webhooks.list(ctx.viewer.tenantId),
   }),
-  webhook: t.field({
+  webhook: t.withAuth({ tenant: true }).field({
     type: WebhookRef,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.services.webhooks.get(requireTenant(ctx.viewer), String(id)),
+    resolve: (_root, { id }, ctx) => ctx.services.webhooks.get(ctx.viewer.tenantId, String(id)),
   }),
-  webhookEventTypes: t.field({
+  webhookEventTypes: t.withAuth({ viewer: true }).field({
     type: [EventTypeRef],
     description: 'Every event type a webhook can subscribe to.',
     resolve: () => [...EVENT_TYPES],
@@ -91,23 +90,22 @@ builder.queryFields((t) => ({
 }));
 
 builder.mutationFields((t) => ({
-  createWebhook: t.field({
+  createWebhook: t.withAuth({ tenant: true }).field({
     type: CreateWebhookPayload,
     args: { input: t.arg({ type: CreateWebhookInput, required: true }) },
-    resolve: (_root, { input }, ctx) => ctx.services.webhooks.create(requireTenant(ctx.viewer), input),
+    resolve: (_root, { input }, ctx) => ctx.services.webhooks.create(ctx.viewer.tenantId, input),
   }),
-  updateWebhook: t.field({
+  updateWebhook: t.withAuth({ tenant: true }).field({
     type: WebhookRef,
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWebhookInput, required: true }) },
-    resolve: (_root, { id, input }, ctx) =>
-      ctx.services.webhooks.update(requireTenant(ctx.viewer), String(id), input),
+    resolve: (_root, { id, input }, ctx) => ctx.services.webhooks.update(ctx.viewer.tenantId, String(id), input),
   }),
-  deleteWebhook: t.field({
+  deleteWebhook: t.withAuth({ tenant: true }).field({
     type: 'Boolean',
     description: 'Deletes the webhook and cancels its pending retries.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
-      await ctx.services.webhooks.delete(requireTenant(ctx.viewer), String(id));
+      await ctx.services.webhooks.delete(ctx.viewer.tenantId, String(id));
       return true;
     },
   }),
