@@ -13,7 +13,7 @@ import type { Deliverer } from './worker/deliverer.js';
 import { AppError, RateLimitedError } from './errors.js';
 import { operationLimits, rootFieldCount } from './graphql/operation-limits.js';
 import { schema } from './graphql/schema.js';
-import { createGraphQLServer, type GatewayServerContext } from './graphql/yoga.js';
+import { createDocumentCaches, createGraphQLServer, type GatewayServerContext } from './graphql/yoga.js';
 import { clientAddress } from './http/client-address.js';
 import { createAnonymousLimiter, rateLimitKey, type RateLimiter } from './http/rate-limit.js';
 import { applyCors, applySecurityHeaders } from './http/headers.js';
@@ -63,7 +63,10 @@ export function createApp(deps: AppDeps): App {
   const { config, orm, logger, metrics, rateLimiter } = deps;
   const authenticator = createAuthenticator(config, orm);
   const contextFactory = createRequestContextFactory({ ...deps, authenticator });
-  const yoga = createGraphQLServer({ contextFactory, logger, limits: operationLimits(config) });
+  const documentCaches = createDocumentCaches();
+  const yoga = createGraphQLServer({ contextFactory, logger, limits: operationLimits(config), caches: documentCaches });
+  metrics.addCache('graphql_documents', documentCaches);
+  metrics.addCache('verified_jwts', authenticator.cache);
   const anonymousLimiter = createAnonymousLimiter(config.rateLimitAnonymousPerMinute);
 
   /**

@@ -15,6 +15,8 @@ export interface Authenticator {
   authenticate(token: string): Promise<Viewer>;
   /** Extracts the token from an Authorization header value; throws UNAUTHORIZED when malformed. */
   tokenFromHeader(header: string | null | undefined): string | undefined;
+  /** The cache of verified JWTs, for the metrics. */
+  cache: { bytes(): number; budgetBytes: number };
 }
 
 const unauthorized = (message = 'invalid or expired token') => new AppError('UNAUTHORIZED', message);
@@ -68,6 +70,7 @@ export function createAuthenticator(config: Config, orm: MikroORM): Authenticato
   }
 
   return {
+    cache: { bytes: () => verified.calculatedSize, budgetBytes: VERIFIED_MAX_BYTES },
     tokenFromHeader(header) {
       if (header === null || header === undefined || header === '') return undefined;
       const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

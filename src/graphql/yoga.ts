@@ -1,5 +1,5 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import type { DocumentNode } from 'graphql';
+import type { DocumentNode, validate } from 'graphql';
 import { createYoga, useErrorHandler, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
@@ -27,6 +27,18 @@ function boundedCache<T extends object>(): LRUCache<string, T> {
     maxSize: DOCUMENT_CACHE_BYTES,
     sizeCalculation: (_value, key) => 256 + key.length * PARSED_BYTES_PER_SOURCE_CHAR,
   });
+}
+
+/** Yoga's parse and validation caches, and their size together. */
+export function createDocumentCaches() {
+  const documentCache = boundedCache<DocumentNode>();
+  const errorCache = boundedCache<object>();
+  const validationCache = boundedCache<typeof validate>();
+  return {
+    parserAndValidationCache: { documentCache, errorCache, validationCache },
+    bytes: () => documentCache.calculatedSize + errorCache.calculatedSize + validationCache.calculatedSize,
+    budgetBytes: 3 * DOCUMENT_CACHE_BYTES,
+  };
 }
 
 // Validation errors (an unknown field, a missing argument) never reach maskError; give them the
@@ -58,6 +70,7 @@ export function createGraphQLServer(deps: {
   contextFactory: RequestContextFactory;
   logger: Logger;
   limits: OperationLimits;
+  caches: ReturnType<typeof createDocumentCaches>;
 }): YogaServerInstance<GatewayServerContext, Record<string, unknown>> {
   return createYoga<GatewayServerContext>({
     schema,
@@ -78,11 +91,7 @@ export function createGraphQLServer(deps: {
     // firewalls, and loads nothing from a CDN.
     renderGraphiQL,
     plugins: [...operationLimitPlugins(deps.limits), documentedValidationCode, logInternalErrors(deps.logger)],
-    parserAndValidationCache: {
-      documentCache: boundedCache<DocumentNode>(),
-      errorCache: boundedCache<object>(),
-      validationCache: boundedCache(),
-    },
+    parserAndValidationCache: deps.caches.parserAndValidationCache,
     maskedErrors: {
       // Logged by logInternalErrors, which knows the request id; masking only shapes the answer.
       maskError: (error) => toGraphQLError(error, () => undefined),

@@ -28,6 +28,8 @@ export interface Metrics extends DeliveryMetrics {
   render(): Promise<string>;
   /** Metrics kept elsewhere (a worker thread's), summed with this registry's at each scrape; null when unavailable. */
   addSource(read: () => Promise<MetricsSnapshot | null>): void;
+  /** Reports a cache keyed by callers' input as `gateway_cache_bytes{cache}` and its budget. */
+  addCache(name: string, cache: { bytes(): number; budgetBytes: number }): void;
 }
 
 /** What a registry's getMetricsAsJSON() answers; it crosses threads as is. */
@@ -76,6 +78,27 @@ export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => n
     registers: [registry],
   });
   const delivery = createDeliveryMetrics(registry);
+
+  // Caches keyed by what callers send, each bounded in bytes: their sizes show the bound holds.
+  const caches = new Map<string, { bytes(): number; budgetBytes: number }>();
+  new Gauge({
+    name: 'gateway_cache_bytes',
+    help: 'Estimated bytes held by each cache keyed by callers\' input (parsed GraphQL documents, verified JWTs).',
+    labelNames: ['cache'] as const,
+    registers: [registry],
+    collect() {
+      for (const [name, cache] of caches) this.set({ cache: name }, cache.bytes());
+    },
+  });
+  new Gauge({
+    name: 'gateway_cache_budget_bytes',
+    help: 'The byte budget of each cache in gateway_cache_bytes.',
+    labelNames: ['cache'] as const,
+    registers: [registry],
+    collect() {
+      for (const [name, cache] of caches) this.set({ cache: name }, cache.budgetBytes);
+    },
+  });
 
   // One query per scrape feeds both queue gauges. Each gauge awaits it in its own collect():
   // prom-client reads a gauge's value right after that gauge's collect() settles, so a value set
@@ -142,5 +165,6 @@ export function createMetrics(deps: { orm: MikroORM; openSubscriptions?: () => n
     ...delivery,
     render,
     addSource: (read) => void sources.push(read),
+    addCache: (name, cache) => void caches.set(name, cache),
   };
 }
