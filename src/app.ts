@@ -159,7 +159,7 @@ export function createApp(deps: AppDeps): App {
         sendGraphQLError(req, res, 400, 'QUERY_TOO_COMPLEX', 'batched requests are not accepted: send one operation per request');
         return;
       }
-      if (parsed && typeof parsed === 'object') operation = parsed as typeof operation;
+      if (parsed && typeof parsed === 'object') operation = parsed;
       // yoga reads the body from here rather than from the stream, which is already consumed.
       (req as IncomingMessage & { body?: Buffer }).body = body;
     }

@@ -48,7 +48,7 @@ function serializeError(err: unknown): unknown {
   // A GraphQL error wraps what a resolver threw: the wrapped error is the one to log.
   const original = (err as { originalError?: unknown }).originalError;
   const logged = original instanceof Error ? original : err;
-  return withoutStatements(pino.stdSerializers.err(logged) as unknown as SerializedError, logged);
+  return withoutStatements(pino.stdSerializers.err(logged), logged);
 }
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {

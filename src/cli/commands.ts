@@ -98,7 +98,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   }
   switch (`${command} ${sub ?? ''}`.trim()) {
     case 'migrate': {
-      const applied = await withDatabase(io.env, async (_db, names) => names);
+      const applied = await withDatabase(io.env, (_db, names) => Promise.resolve(names));
       io.stdout(applied.length ? `applied: ${applied.join(', ')}\n` : 'migrations up to date\n');
       return 0;
     }

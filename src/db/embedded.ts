@@ -55,15 +55,16 @@ async function acquireLock(file: string): Promise<void> {
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
-        throw new Error(
-          `the embedded database in ${path.dirname(file)} is in use by process ${owner}; stop it first (or use DATABASE_URL)`,
-        );
-      }
-      // Left behind by a process that is gone: take it over.
-      await rm(file, { force: true });
     }
+    // The lock file exists: its process either still runs or is gone.
+    const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
+      throw new Error(
+        `the embedded database in ${path.dirname(file)} is in use by process ${owner}; stop it first (or use DATABASE_URL)`,
+      );
+    }
+    // Left behind by a process that is gone: take it over.
+    await rm(file, { force: true });
   }
   throw new Error(`could not lock ${file}`);
 }

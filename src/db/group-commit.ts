@@ -19,8 +19,8 @@ export const DEFAULT_GROUP_COMMIT_OPTIONS: GroupCommitOptions = { maxConcurrency
 
 interface Waiting<I, O> {
   item: I;
-  resolve(result: O): void;
-  reject(err: unknown): void;
+  resolve: (result: O) => void;
+  reject: (err: unknown) => void;
 }
 
 /**

@@ -32,15 +32,20 @@ export function createLocalNotifier(): Notifier {
   emitter.setMaxListeners(0);
   return {
     viaSql: false,
-    async notify(channel, payload) {
-      emitter.emit(channel, payload);
-    },
+    // Listeners run inside the call; one that throws rejects the promise rather than throwing at
+    // the caller, who catches rejections.
+    notify: (channel, payload) =>
+      new Promise<void>((resolve) => {
+        emitter.emit(channel, payload);
+        resolve();
+      }),
     listen(channel, handler) {
       emitter.on(channel, handler);
       return () => emitter.off(channel, handler);
     },
-    async close() {
+    close() {
       emitter.removeAllListeners();
+      return Promise.resolve();
     },
   };
 }
@@ -93,7 +98,8 @@ export function createPostgresNotifier(options: {
     client = undefined;
     clearInterval(pingTimer);
     c.end().catch(() => undefined);
-    ensure();
+    // Never rejects: a failed attempt schedules the next.
+    void ensure();
   };
 
   const ensure = (): Promise<void> => {

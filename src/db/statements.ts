@@ -137,13 +137,15 @@ export async function runAfterLock<R extends pg.QueryResultRow>(
   });
 }
 
+const isStringArray = (value: unknown): value is readonly string[] => Array.isArray(value) && value.every((v) => typeof v === 'string');
+
 /** A value as an SQL literal, for the simple protocol, which cannot bind values. */
 function literal(value: number | readonly string[]): string {
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new Error(`numbers written into a query must be finite, got ${value}`);
     return String(value);
   }
-  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new Error('expected a number or an array of strings');
+  if (!isStringArray(value)) throw new Error('expected a number or an array of strings');
   return `array[${value.map((v) => pg.escapeLiteral(v)).join(', ')}]::text[]`;
 }
 
@@ -159,7 +161,7 @@ interface Connection {
 }
 
 async function scriptOn(client: pg.ClientBase, text: string): Promise<pg.QueryResultRow[][]> {
-  const result = (await client.query(text)) as pg.QueryResult | pg.QueryResult[];
+  const result = (await client.query(text)) as pg.QueryResult<pg.QueryResultRow> | pg.QueryResult<pg.QueryResultRow>[];
   return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
 }
 
@@ -181,7 +183,8 @@ async function withConnection<T>(em: EntityManager, use: (c: Connection) => Prom
     try {
       return await use({
         prepared: true,
-        query: async (text, values) => (await watch(client.query({ name: nameOf(text), text, values }))).rows,
+        query: async <R extends pg.QueryResultRow>(text: string, values: unknown[]) =>
+          (await watch(client.query<R>({ name: nameOf(text), text, values }))).rows,
         script: (text) => watch(scriptOn(client, text)),
         async prepare(text) {
           // Its own prefix: a protocol-level statement of the same text has the other name.
@@ -212,7 +215,7 @@ async function withConnection<T>(em: EntityManager, use: (c: Connection) => Prom
     prepared: false,
     query: async <R extends pg.QueryResultRow>(text: string, values: unknown[]) => ((await raw(text, values)) as pg.QueryResult<R>).rows,
     async script(text) {
-      const result = (await raw(text)) as pg.QueryResult | pg.QueryResult[];
+      const result = (await raw(text)) as pg.QueryResult<pg.QueryResultRow> | pg.QueryResult<pg.QueryResultRow>[];
       return (Array.isArray(result) ? result : [result]).map((r) => r.rows);
     },
     prepare: () => Promise.reject(new Error('statements are only prepared on the statement pool')),

@@ -3,6 +3,7 @@
 // an internal error (or is stored as something other than what was sent), so services refuse it
 // up front as the client's error. JSON nested deeper than any real payload is refused as well:
 // serializing it for the database would exhaust the stack.
+// eslint-disable-next-line no-control-regex -- U+0000 is one of the characters this pattern is here to find
 const UNSTORABLE = /[\u0000\p{Cs}]/u;
 
 /** Deepest JSON nesting accepted in stored payloads. */

@@ -24,7 +24,7 @@ export function classifyError(error: unknown): { client: ClientError; internal?:
     if (isErrorCode(code)) {
       return { client: { status: ERROR_STATUS[code], code, message: source.message, details: source.extensions['details'] } };
     }
-    const http = source.extensions['http'] as { status?: number } | undefined;
+    const http = source.extensions['http'];
     if (http?.status && http.status >= 500) {
       return { client: { status: 500, code: 'INTERNAL_ERROR', message: 'internal error' }, internal: error };
     }

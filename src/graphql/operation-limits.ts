@@ -46,7 +46,8 @@ export function operationLimitPlugins(limits: OperationLimits): Plugin[] {
   };
   const onlyTheComplexityError: Plugin = {
     onValidate: () => ({ result, setResult }) => {
-      const first = result.find(isTooComplex);
+      // envelop types validation results as any, to fit every graphql version; graphql 16's are these.
+      const first = (result as readonly GraphQLError[]).find(isTooComplex);
       if (first) setResult([first]);
     },
   };

@@ -1,10 +1,9 @@
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import type { DocumentNode, validate } from 'graphql';
+import type { DocumentNode, GraphQLError, validate } from 'graphql';
 import { createYoga, useErrorHandler, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { Viewer } from '../auth/viewer.js';
-import type { AppError } from '../errors.js';
 import type { RequestContextFactory } from '../request-context.js';
 import { classifyError, toGraphQLError } from './errors.js';
 import { operationLimitPlugins, type OperationLimits } from './operation-limits.js';
@@ -46,7 +45,8 @@ export function createDocumentCaches() {
 const documentedValidationCode: Plugin = {
   onValidate: () => ({ valid, result }) => {
     if (valid) return;
-    for (const error of result) {
+    // envelop types validation results as any, to fit every graphql version; graphql 16's are these.
+    for (const error of result as readonly GraphQLError[]) {
       const extensions = error.extensions as Record<string, unknown>;
       extensions['code'] ??= 'BAD_REQUEST';
     }
@@ -108,7 +108,7 @@ export function createGraphQLServer(deps: {
       try {
         return viewer ? deps.contextFactory.forViewer(viewer, info) : await deps.contextFactory.forRequest(info);
       } catch (err) {
-        throw toGraphQLError(err as AppError, (e) => deps.logger.error({ err: e }, 'graphql context failed'));
+        throw toGraphQLError(err, (e) => deps.logger.error({ err: e }, 'graphql context failed'));
       }
     },
   }) as unknown as YogaServerInstance<GatewayServerContext, Record<string, unknown>>;

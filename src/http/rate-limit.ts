@@ -49,7 +49,7 @@ export function createRateLimiter(options: {
   }
 
   // The pool belongs to the gateway's database connections, which close it.
-  return limiterOf(limiter, options.perMinute, async () => undefined);
+  return limiterOf(limiter, options.perMinute, () => Promise.resolve());
 }
 
 /**
@@ -57,7 +57,7 @@ export function createRateLimiter(options: {
  * guards this process, and must cost nothing that a stranger could multiply (no database row).
  */
 export function createAnonymousLimiter(perMinute: number): RateLimiter {
-  return limiterOf(new RateLimiterMemory({ points: perMinute, duration: WINDOW_SEC, keyPrefix: 'anonymous' }), perMinute, async () => undefined);
+  return limiterOf(new RateLimiterMemory({ points: perMinute, duration: WINDOW_SEC, keyPrefix: 'anonymous' }), perMinute, () => Promise.resolve());
 }
 
 function limiterOf(limiter: RateLimiterAbstract, perMinute: number, close: () => Promise<void>): RateLimiter {

@@ -32,7 +32,8 @@ const KEYS_PER_QUERY = 1_000;
 
 interface Watcher {
   end(why: CredentialsEnd): void;
-  stop(): void;
+  /** A function rather than a method: watch() hands it out on its own, as the way to stop. */
+  stop: () => void;
 }
 
 export function createCredentialWatch(deps: {

@@ -7,7 +7,17 @@
 // token is checked when the connection is initialised, before the server acknowledges it, and
 // again for every operation, so a bad, missing or since revoked token never gets data.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { getOperationAST, GraphQLError, type ExecutionArgs } from 'graphql';
+import {
+  getOperationAST,
+  GraphQLError,
+  OperationTypeNode,
+  type execute,
+  type ExecutionArgs,
+  type GraphQLSchema,
+  type parse,
+  type subscribe,
+  type validate,
+} from 'graphql';
 import type { Context } from 'graphql-ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
@@ -34,7 +44,20 @@ const CLOSE_GRACE_MS = 1_000;
 const UNAUTHORIZED = 4401;
 const FORBIDDEN = 4403;
 
-type Enveloped = ReturnType<ReturnType<typeof createGraphQLServer>['getEnveloped']>;
+/**
+ * The envelop of one operation. envelop types the graphql functions it wraps as taking and
+ * answering any, to fit every graphql version; here they are graphql 16's, which the gateway runs.
+ */
+type Enveloped = Omit<
+  ReturnType<ReturnType<typeof createGraphQLServer>['getEnveloped']>,
+  'parse' | 'validate' | 'execute' | 'subscribe' | 'schema'
+> & {
+  parse: typeof parse;
+  validate: typeof validate;
+  execute: typeof execute;
+  subscribe: typeof subscribe;
+  schema: GraphQLSchema;
+};
 
 /**
  * The Authorization value a client sent: connection params `authorization: "Bearer ..."` (or
@@ -126,7 +149,7 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps & { creden
         const requestId = ctx.extra.request.headers['x-request-id'];
         if (typeof requestId === 'string') headers['x-request-id'] = requestId;
         const request = new yoga.fetchAPI.Request('http://gateway.invalid/graphql', { headers });
-        const enveloped = yoga.getEnveloped({ request, params: payload });
+        const enveloped: Enveloped = yoga.getEnveloped({ request, params: payload });
         let document;
         try {
           document = enveloped.parse(payload.query);
@@ -139,7 +162,7 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps & { creden
         // Over the tenant's subscription quota: refused here, so the client gets graphql-ws's error
         // message for this operation and nothing of it runs. (The hub checks again as it
         // subscribes, for operations that passed here at the same moment.)
-        if (tenantId !== undefined && getOperationAST(document, payload.operationName)?.operation === 'subscription') {
+        if (tenantId !== undefined && getOperationAST(document, payload.operationName)?.operation === OperationTypeNode.SUBSCRIPTION) {
           try {
             deps.deliveryUpdates.checkRoom(tenantId);
           } catch (err) {
@@ -148,7 +171,7 @@ export function attachLiveSubscriptions(server: Server, deps: AppDeps & { creden
         }
         let contextValue: object;
         try {
-          contextValue = (await enveloped.contextFactory()) as object;
+          contextValue = await enveloped.contextFactory();
         } catch (err) {
           return [toGraphQLError(err, (e) => logger.error({ err: e }, 'graphql context failed'))];
         }
