@@ -1,7 +1,8 @@
 // The command line's commands, as one function: `runCli(argv, io)` parses the arguments, runs the
 // command and answers its exit code, writing only through `io`. src/cli.ts runs it as a process;
 // tests call it in the same process, which takes milliseconds where starting a process takes seconds.
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.js';
@@ -30,7 +31,8 @@ Commands:
   api-key list --tenant T                  list the tenant's active API keys
   api-key revoke --tenant T --id ID        revoke an API key at once
   schema print [--out FILE]                print the GraphQL schema (default: stdout)
-  schema check [--file FILE]               exit 1 when FILE (default schema.graphql) is stale
+  schema check [--file FILE]               exit 1 when FILE (default schema.graphql) is stale, or
+                                           src/rest/graphql-env.d.ts (the REST rows' types) is
   publish --tenant T --event E [--data JSON]
                                            publish an event (default data: {"test":true})
   verify --secret S (--body B | --body-file F) [--signature H]
@@ -60,6 +62,25 @@ function required(values: Record<string, unknown>, name: string): string {
 }
 
 class UsageError extends Error {}
+
+/** The REST rows' gql.tada types (see src/rest/graphql.ts); written by `npm run schema:print`. */
+const GRAPHQL_ENV = 'src/rest/graphql-env.d.ts';
+
+/**
+ * What `gql.tada generate output` writes to GRAPHQL_ENV from the schema file named in
+ * tsconfig.json. Loaded on demand: gql.tada's generator needs TypeScript, a development tool.
+ */
+async function generatedGraphqlEnv(): Promise<string> {
+  const { generateOutput } = await import('@gql.tada/cli-utils');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'graphql-env-'));
+  try {
+    const output = path.join(dir, path.basename(GRAPHQL_ENV));
+    await generateOutput({ output, tsconfig: undefined, silent: true });
+    return await readFile(output, 'utf8');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 const OPTIONS = {
   tenant: { type: 'string' },
@@ -136,6 +157,11 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       const current = await readFile(file, 'utf8').catch(() => '');
       if (current !== printSchemaText()) {
         io.stderr(`${file} is stale: run \`npm run schema:print\`\n`);
+        return 1;
+      }
+      const env = path.resolve(GRAPHQL_ENV);
+      if ((await readFile(env, 'utf8').catch(() => '')) !== (await generatedGraphqlEnv())) {
+        io.stderr(`${env} is stale: run \`npm run schema:print\`\n`);
         return 1;
       }
       return 0;

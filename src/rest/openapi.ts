@@ -4,6 +4,7 @@
 // no documented operation can lack a row. Response shapes are written out here, once; the tests
 // hold them against real answers of a running gateway.
 import type { ServerResponse } from 'node:http';
+import { getOperationAST } from 'graphql';
 import { z } from 'zod';
 import { MAX_JSON_DEPTH } from '../db/storable-text.js';
 import { ERROR_STATUS, type ErrorCode } from '../errors.js';
@@ -218,7 +219,7 @@ function operationFor(route: RestRoute): Json {
   }
 
   return {
-    operationId: route.operation.match(/^\s*(?:query|mutation)\s+([A-Za-z0-9_]+)/)?.[1] ?? `${route.method} ${route.path}`,
+    operationId: getOperationAST(route.operation)?.name?.value ?? `${route.method} ${route.path}`,
     summary: doc.summary,
     ...(doc.description ? { description: doc.description } : {}),
     tags: [doc.tag],

@@ -2,7 +2,7 @@
 // serves, with the same context factory. This file only translates HTTP to GraphQL and back;
 // every business rule lives in the services the resolvers call.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GraphQLError, execute, parse, validate, type DocumentNode, type GraphQLSchema } from 'graphql';
+import { GraphQLError, execute, validate, type GraphQLSchema } from 'graphql';
 import type { Logger } from 'pino';
 import type { Viewer } from '../auth/viewer.js';
 import { AppError, RateLimitedError } from '../errors.js';
@@ -24,7 +24,6 @@ import type { RestRoute } from './route.js';
 interface CompiledRoute {
   route: RestRoute;
   segments: string[];
-  document: DocumentNode;
 }
 
 export interface RestRouterOptions {
@@ -48,12 +47,11 @@ export interface RestRouter {
 
 export function compileRoutes(schema: GraphQLSchema, routes: RestRoute[]): CompiledRoute[] {
   return routes.map((route) => {
-    const document = parse(route.operation);
-    const errors = validate(schema, document);
+    const errors = validate(schema, route.operation);
     if (errors.length > 0) {
       throw new Error(`REST route ${route.method} ${route.path}: ${errors.map((e) => e.message).join('; ')}`);
     }
-    return { route, segments: route.path.split('/').filter(Boolean), document };
+    return { route, segments: route.path.split('/').filter(Boolean) };
   });
 }
 
@@ -121,7 +119,7 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
         sendError(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here`, undefined, { allow });
         return candidates[0]!.route.path;
       }
-      const { route, document } = candidates[index]!;
+      const { route } = candidates[index]!;
       try {
         const info = {
           authorization: req.headers.authorization,
@@ -152,12 +150,12 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
 
         const variables = route.variables?.({ params: params[index]!, query: url.searchParams, body }) ?? {};
         const contextValue = options.contextFactory.forViewer(viewer, info);
-        const result = await execute({ schema: options.schema, document, contextValue, variableValues: variables });
+        const result = await execute({ schema: options.schema, document: route.operation, contextValue, variableValues: variables });
         if (result.errors && result.errors.length > 0) {
           fail(res, result.errors[0], requestId);
           return route.path;
         }
-        const data = (result.data ?? {}) as Record<string, unknown>;
+        const data = result.data ?? {};
         const status = typeof route.status === 'function' ? route.status(data) : route.status;
         if (route.result) sendJson(res, status, toSnakeCase(route.result(data)));
         else sendEmpty(res, status);

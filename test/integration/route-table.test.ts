@@ -1,6 +1,9 @@
+import { parse } from 'graphql';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { schema } from '../../src/graphql/schema.js';
-import type { RestRoute } from '../../src/rest/route.js';
+import { graphql } from '../../src/rest/graphql.js';
+import { restRoute, type RestRoute } from '../../src/rest/route.js';
 import { compileRoutes } from '../../src/rest/router.js';
 import { restRoutes } from '../../src/rest/routes.js';
 
@@ -42,10 +45,54 @@ describe('the REST route table', () => {
     const broken: RestRoute = {
       method: 'GET',
       path: '/api/v1/broken',
-      operation: 'query Broken { webhooks { id secret } }',
+      operation: parse('query Broken { webhooks { id secret } }'),
       status: 200,
     };
     expect(() => compileRoutes(schema, [broken])).toThrow(/GET \/api\/v1\/broken/);
+  });
+
+  // The @ts-expect-error lines are held by `npm run typecheck`: each fails it once the mistake
+  // below it stops being a type error.
+  it('rows are typed by their documents, paths and bodies', () => {
+    const operation = graphql(`query GetWebhook($id: ID!) { webhook(id: $id) { id name } }`);
+    const row = restRoute({
+      method: 'GET',
+      path: '/api/v1/webhooks/:id',
+      operation,
+      variables: ({ params }) => ({ id: params.id }),
+      status: 200,
+      result: (data) => data.webhook.name.length,
+    });
+    expect(() => compileRoutes(schema, [row])).not.toThrow();
+
+    restRoute({
+      method: 'GET',
+      path: '/api/v1/webhooks/:id',
+      operation,
+      variables: ({ params }) => ({ id: params.id }),
+      status: 200,
+      // @ts-expect-error the document does not select the webhook's url
+      result: (data) => data.webhook.url,
+    });
+    restRoute({
+      method: 'GET',
+      path: '/api/v1/webhooks/:id',
+      operation,
+      // @ts-expect-error the path has no :name
+      variables: ({ params }) => ({ id: params.name }),
+      status: 200,
+    });
+    // @ts-expect-error the document needs $id, so the row must give variables
+    restRoute({ method: 'GET', path: '/api/v1/webhooks/:id', operation, status: 200 });
+    restRoute({
+      method: 'POST',
+      path: '/api/v1/api-keys',
+      operation: graphql(`mutation CreateApiKey($name: String!) { createApiKey(name: $name) { key } }`),
+      body: z.object({ label: z.string() }),
+      // @ts-expect-error the body schema has no name
+      variables: ({ body }) => ({ name: body.name }),
+      status: 201,
+    });
   });
 
   it('rows with a body are the body-carrying methods', () => {

@@ -1,8 +1,13 @@
 import { AppError } from '../../errors.js';
-import type { RestRoute, RouteParameter } from '../../rest/route.js';
+import { graphql } from '../../rest/graphql.js';
+import { restRoute, type RestRoute, type RouteParameter } from '../../rest/route.js';
 
-export const ATTEMPT_FIELDS = `id deliveryId webhookId eventType status attempt responseCode durationMs
-  requestHeaders requestBody responseHeaders responseBody responseBodyTruncated error errorClass createdAt nextRetryAt`;
+const AttemptFields = graphql(`
+  fragment AttemptFields on DeliveryAttempt {
+    id deliveryId webhookId eventType status attempt responseCode durationMs requestHeaders requestBody
+    responseHeaders responseBody responseBodyTruncated error errorClass createdAt nextRetryAt
+  }
+`);
 
 function positiveInt(query: URLSearchParams, name: string): number | undefined {
   const values = query.getAll(name);
@@ -24,29 +29,32 @@ const HISTORY_PARAMETERS: RouteParameter[] = [
 ];
 
 export const deliveryRoutes: RestRoute[] = [
-  {
+  restRoute({
     method: 'POST',
     path: '/api/v1/webhooks/:id/test',
-    operation: `mutation TestWebhook($id: ID!) { testWebhook(id: $id) { ${ATTEMPT_FIELDS} } }`,
-    variables: ({ params }) => ({ id: params['id'] }),
+    operation: graphql(`mutation TestWebhook($id: ID!) { testWebhook(id: $id) { ...AttemptFields } }`, [AttemptFields]),
+    variables: ({ params }) => ({ id: params.id }),
     status: 200,
-    result: (data) => data['testWebhook'],
+    result: (data) => data.testWebhook,
     doc: {
       summary: 'Send a test ping now',
       description: 'One synchronous `ping`, never retried, also while the webhook is disabled. The answer is its attempt record, 200 also when the receiver failed.',
       tag: 'Deliveries',
       response: 'DeliveryAttempt',
     },
-  },
-  {
+  }),
+  restRoute({
     method: 'GET',
     path: '/api/v1/webhooks/:id/deliveries',
-    operation: `query DeliveryAttempts($id: ID!, $status: DeliveryOutcome, $page: Int, $perPage: Int) {
-      deliveryAttempts(webhookId: $id, status: $status, page: $page, perPage: $perPage) {
-        data { ${ATTEMPT_FIELDS} }
-        pagination { page pageSize total totalPages }
-      }
-    }`,
+    operation: graphql(
+      `query DeliveryAttempts($id: ID!, $status: DeliveryOutcome, $page: Int, $perPage: Int) {
+        deliveryAttempts(webhookId: $id, status: $status, page: $page, perPage: $perPage) {
+          data { ...AttemptFields }
+          pagination { page pageSize total totalPages }
+        }
+      }`,
+      [AttemptFields],
+    ),
     variables: ({ params, query }) => {
       const status = query.get('status');
       if (status !== null && status !== 'success' && status !== 'failed') {
@@ -57,10 +65,10 @@ export const deliveryRoutes: RestRoute[] = [
       if (perPage !== undefined && pageSize !== undefined && perPage !== pageSize) {
         throw new AppError('BAD_REQUEST', 'per_page and pageSize disagree', { field: 'per_page' });
       }
-      return { id: params['id'], status, page: positiveInt(query, 'page') ?? null, perPage: perPage ?? pageSize ?? null };
+      return { id: params.id, status, page: positiveInt(query, 'page') ?? null, perPage: perPage ?? pageSize ?? null };
     },
     status: 200,
-    result: (data) => data['deliveryAttempts'],
+    result: (data) => data.deliveryAttempts,
     doc: {
       summary: "A webhook's delivery attempts, newest first",
       description: 'At most the last 100 attempts are in reach: `pagination.total` is never above 100.',
@@ -69,5 +77,5 @@ export const deliveryRoutes: RestRoute[] = [
       errors: [400],
       parameters: HISTORY_PARAMETERS,
     },
-  },
+  }),
 ];

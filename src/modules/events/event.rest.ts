@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import type { RestRoute } from '../../rest/route.js';
+import { graphql } from '../../rest/graphql.js';
+import { restRoute, type RestRoute } from '../../rest/route.js';
 
 export const eventRoutes: RestRoute[] = [
-  {
+  restRoute({
     method: 'POST',
     path: '/api/v1/events',
-    operation: `mutation PublishEvent($input: PublishEventInput!) {
+    operation: graphql(`mutation PublishEvent($input: PublishEventInput!) {
       publishEvent(input: $input) { id event deliveries replayed }
-    }`,
+    }`),
     body: z.object({
       event: z.string({ error: 'event is required and must be a string' }).describe('A known event type other than ping.'),
       data: z.record(z.string(), z.unknown(), { error: 'data is required and must be a JSON object' }).describe('The event payload.'),
@@ -17,13 +18,10 @@ export const eventRoutes: RestRoute[] = [
         .describe("Required with a service token; otherwise absent or the caller's own tenant."),
     }),
     variables: ({ body }) => ({
-      input: { event: body['event'], data: body['data'], tenantId: body['tenant_id'] ?? null },
+      input: { event: body.event, data: body.data, tenantId: body.tenant_id ?? null },
     }),
-    status: (data) => ((data['publishEvent'] as { replayed: boolean }).replayed ? 200 : 202),
-    result: (data) => {
-      const { id, event, deliveries } = data['publishEvent'] as { id: string; event: string; deliveries: number };
-      return { id, event, deliveries };
-    },
+    status: (data) => (data.publishEvent.replayed ? 200 : 202),
+    result: ({ publishEvent: { id, event, deliveries } }) => ({ id, event, deliveries }),
     doc: {
       summary: 'Publish an event',
       description: 'Writes the event and one pending delivery per enabled, subscribed webhook of the tenant before answering.',
@@ -43,5 +41,5 @@ export const eventRoutes: RestRoute[] = [
         },
       ],
     },
-  },
+  }),
 ];

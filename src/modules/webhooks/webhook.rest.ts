@@ -1,8 +1,11 @@
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
-import type { RestRoute } from '../../rest/route.js';
+import { graphql } from '../../rest/graphql.js';
+import { restRoute, type RestRoute } from '../../rest/route.js';
 
-const WEBHOOK_FIELDS = 'id name url events enabled createdAt updatedAt lastDeliveryStatus lastDeliveryAt';
+const WebhookFields = graphql(`
+  fragment WebhookFields on Webhook { id name url events enabled createdAt updatedAt lastDeliveryStatus lastDeliveryAt }
+`);
 
 // Types are checked here so that wrong JSON types are 400 before GraphQL sees them (GraphQL would
 // otherwise coerce a lone string into a one-element list). Values are the service's business.
@@ -34,27 +37,27 @@ const updateBody = z
   .describe('Partial update: absent fields are left as they are.');
 
 export const webhookRoutes: RestRoute[] = [
-  {
+  restRoute({
     method: 'GET',
     path: '/api/v1/webhooks',
-    operation: `query ListWebhooks { webhooks { ${WEBHOOK_FIELDS} } }`,
+    operation: graphql(`query ListWebhooks { webhooks { ...WebhookFields } }`, [WebhookFields]),
     status: 200,
-    result: (data) => data['webhooks'],
+    result: (data) => data.webhooks,
     doc: { summary: 'List webhooks, newest first', tag: 'Webhooks', response: 'WebhookList' },
-  },
-  {
+  }),
+  restRoute({
     method: 'POST',
     path: '/api/v1/webhooks',
-    operation: `mutation CreateWebhook($input: CreateWebhookInput!) {
-      createWebhook(input: $input) { secret webhook { ${WEBHOOK_FIELDS} } }
-    }`,
+    operation: graphql(
+      `mutation CreateWebhook($input: CreateWebhookInput!) {
+        createWebhook(input: $input) { secret webhook { ...WebhookFields } }
+      }`,
+      [WebhookFields],
+    ),
     body: createBody,
     variables: ({ body }) => ({ input: body }),
     status: 201,
-    result: (data) => {
-      const payload = data['createWebhook'] as { webhook: Record<string, unknown>; secret: string };
-      return { ...payload.webhook, secret: payload.secret };
-    },
+    result: ({ createWebhook }) => ({ ...createWebhook.webhook, secret: createWebhook.secret }),
     doc: {
       summary: 'Create a webhook',
       description: 'The answer carries the signing `secret`, shown this once only. A `ping` is sent to the new webhook.',
@@ -62,30 +65,33 @@ export const webhookRoutes: RestRoute[] = [
       response: 'CreatedWebhook',
       errors: [409, 422],
     },
-  },
-  {
+  }),
+  restRoute({
     method: 'GET',
     path: '/api/v1/webhooks/events',
-    operation: `query WebhookEventTypes { webhookEventTypes { event description } }`,
+    operation: graphql(`query WebhookEventTypes { webhookEventTypes { event description } }`),
     status: 200,
-    result: (data) => ({ events: data['webhookEventTypes'] }),
+    result: (data) => ({ events: data.webhookEventTypes }),
     doc: { summary: 'List the event types a webhook can subscribe to', tag: 'Webhooks', response: 'EventTypeList' },
-  },
-  {
+  }),
+  restRoute({
     method: 'GET',
     path: '/api/v1/webhooks/:id',
-    operation: `query GetWebhook($id: ID!) { webhook(id: $id) { ${WEBHOOK_FIELDS} } }`,
-    variables: ({ params }) => ({ id: params['id'] }),
+    operation: graphql(`query GetWebhook($id: ID!) { webhook(id: $id) { ...WebhookFields } }`, [WebhookFields]),
+    variables: ({ params }) => ({ id: params.id }),
     status: 200,
-    result: (data) => data['webhook'],
+    result: (data) => data.webhook,
     doc: { summary: 'Get a webhook', tag: 'Webhooks', response: 'Webhook' },
-  },
-  {
+  }),
+  restRoute({
     method: 'PUT',
     path: '/api/v1/webhooks/:id',
-    operation: `mutation UpdateWebhook($id: ID!, $input: UpdateWebhookInput!) {
-      updateWebhook(id: $id, input: $input) { ${WEBHOOK_FIELDS} }
-    }`,
+    operation: graphql(
+      `mutation UpdateWebhook($id: ID!, $input: UpdateWebhookInput!) {
+        updateWebhook(id: $id, input: $input) { ...WebhookFields }
+      }`,
+      [WebhookFields],
+    ),
     body: updateBody,
     variables: ({ params, body }) => {
       if ('secret' in body) {
@@ -93,10 +99,10 @@ export const webhookRoutes: RestRoute[] = [
           field: 'secret',
         });
       }
-      return { id: params['id'], input: body };
+      return { id: params.id, input: body };
     },
     status: 200,
-    result: (data) => data['updateWebhook'],
+    result: (data) => data.updateWebhook,
     doc: {
       summary: 'Update a webhook',
       description: 'Partial update of `name`, `url`, `events` and `enabled`. Disabling stops pending retries.',
@@ -104,13 +110,13 @@ export const webhookRoutes: RestRoute[] = [
       response: 'Webhook',
       errors: [422],
     },
-  },
-  {
+  }),
+  restRoute({
     method: 'DELETE',
     path: '/api/v1/webhooks/:id',
-    operation: `mutation DeleteWebhook($id: ID!) { deleteWebhook(id: $id) }`,
-    variables: ({ params }) => ({ id: params['id'] }),
+    operation: graphql(`mutation DeleteWebhook($id: ID!) { deleteWebhook(id: $id) }`),
+    variables: ({ params }) => ({ id: params.id }),
     status: 204,
     doc: { summary: 'Delete a webhook', description: 'Pending retries are cancelled.', tag: 'Webhooks' },
-  },
+  }),
 ];
