@@ -35,6 +35,10 @@ export async function startTestGateway(
     WEBHOOK_ALLOW_INSECURE_URLS: 'true',
     LOG_LEVEL: 'info',
     RATE_LIMIT_PER_MINUTE: '0',
+    // The worker runs on the main thread unless a test asks for its own thread: a thread loads the
+    // worker's modules again (seconds per gateway), and the tests of the thread itself, and every
+    // test that runs src/main.ts as a process, use the default, a thread.
+    WORKER_THREAD: 'false',
     ...db.env,
     ...extraEnv,
   };

@@ -79,7 +79,8 @@ describe('the connection budget', () => {
 
     it('opens no more connections than DATABASE_POOL_SIZE, worker thread included, under load', async () => {
       database = await createTestDatabase();
-      const gw = await startTestGateway({ DATABASE_POOL_SIZE: '12', WORKER_POLL_INTERVAL: '50ms', RATE_LIMIT_PER_MINUTE: '100000' }, database);
+      const gw = await startTestGateway({ DATABASE_POOL_SIZE: '12', WORKER_POLL_INTERVAL: '50ms', RATE_LIMIT_PER_MINUTE: '100000', WORKER_THREAD: 'true' }, database);
+      expect(gw.gateway.config.workerThread).toBe(true);
       const receiver = await startReceiver();
       try {
         expect(gw.gateway.config.role).toBe('all');

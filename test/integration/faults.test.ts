@@ -10,7 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { userToken } from '../helpers/auth.js';
 import { freePort, uniqueTenant } from '../helpers/delivery.js';
 import { createTestDatabase, onRealPostgres, type TestDatabase } from '../helpers/database.js';
-import { TEST_ENCRYPTION_KEY, TEST_JWT_SECRET } from '../helpers/gateway.js';
+import { startTestGateway, TEST_ENCRYPTION_KEY, TEST_JWT_SECRET, type TestGateway } from '../helpers/gateway.js';
 import { client, type TestClient } from '../helpers/http.js';
 import { killAll, startTsx, type RunningProcess } from '../helpers/processes.js';
 import { answer, startReceiver, type ReceivedRequest, type Receiver } from '../helpers/receiver.js';
@@ -34,10 +34,24 @@ function gatewayEnv(databaseUrl: string, dataDir: string, extra: Record<string, 
   };
 }
 
-async function startApi(env: Record<string, string>): Promise<{ process: RunningProcess; url: string }> {
-  const api = startTsx('src/main.ts', [], { ...env, ROLE: 'api' });
-  const match = await api.waitForStdout(/InfraAudit webhook gateway on (http:\/\/\S+)/, 45_000);
-  return { process: api, url: match[1]! };
+const apis = new Set<TestGateway>();
+
+/**
+ * The API side runs in the test's process: the faults here are the worker's and the database's,
+ * and the workers are the processes that get killed.
+ */
+async function startApi(env: Record<string, string>): Promise<{ url: string }> {
+  const noDatabase: TestDatabase = { env: {}, url: env['DATABASE_URL'], dataDir: env['DATA_DIR']!, drop: async () => undefined };
+  const api = await startTestGateway({ ...env, ROLE: 'api' }, noDatabase);
+  apis.add(api);
+  return { url: api.url };
+}
+
+/** Ends the worker processes and the API gateways started so far. */
+async function stopAll(): Promise<void> {
+  await killAll();
+  for (const api of apis) await api.stop();
+  apis.clear();
 }
 
 async function startWorker(env: Record<string, string>): Promise<RunningProcess> {
@@ -73,10 +87,10 @@ describe.skipIf(!onRealPostgres)('faults with real worker processes (needs real 
   const receivers: Receiver[] = [];
 
   afterEach(async () => {
-    await killAll();
+    await stopAll();
   });
   afterAll(async () => {
-    await killAll();
+    await stopAll();
     for (const r of receivers.splice(0)) await r.close();
     for (const db of databases.splice(0)) await db.drop();
   });
@@ -235,7 +249,7 @@ describe.skipIf(!onRealPostgres || !canRunPrivateCluster)(
     let receiver: Receiver | undefined;
 
     afterAll(async () => {
-      await killAll();
+      await stopAll();
       await receiver?.close();
       if (dir && started) await pgTool('pg_ctl', ['-D', path.join(dir, 'data'), '-m', 'immediate', '-w', 'stop']).catch(() => undefined);
       if (dir) rmSync(dir, { recursive: true, force: true });

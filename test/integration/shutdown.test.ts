@@ -87,7 +87,7 @@ describe('graceful shutdown of the real server process', () => {
       await createWebhook(api, { url: `${receiver.url}/a`, events: ['drift.detected'] }),
       await createWebhook(api, { url: `${receiver.url}/b`, events: ['drift.detected'] }),
     ];
-    const EVENTS = 150;
+    const EVENTS = 50;
     const publisher = client(first.url, await serviceToken());
     const next = { seq: 0 };
     await Promise.all(

@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 async function setup(extraEnv: Record<string, string> = {}) {
-  const gw = await startTestGateway({ WORKER_POLL_INTERVAL: '100ms', ...extraEnv });
+  const gw = await startTestGateway({ WORKER_POLL_INTERVAL: '100ms', WORKER_THREAD: 'true', ...extraEnv });
   gateways.push(gw);
   const receiver = await startReceiver();
   receivers.push(receiver);
