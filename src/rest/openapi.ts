@@ -1,8 +1,10 @@
 // The OpenAPI 3.1 description of the gateway's HTTP API, served at GET /api/v1/openapi.json.
 // Paths, methods, path parameters and request bodies are read off the REST route table (bodies
 // through z.toJSONSchema of each row's zod schema), so no row can be missing from the document and
-// no documented operation can lack a row. Response shapes are written out here, once; the tests
-// hold them against real answers of a running gateway.
+// no documented operation can lack a row. Success bodies are zod schemas too, defined beside their
+// rows and registered in src/rest/response-body.ts: the components are z.toJSONSchema of that
+// registry, so each shape is written once. The tests hold them against real answers of a running
+// gateway.
 import type { ServerResponse } from 'node:http';
 import { getOperationAST } from 'graphql';
 import { z } from 'zod';
@@ -10,7 +12,8 @@ import { MAX_JSON_DEPTH } from '../db/storable-text.js';
 import { ERROR_STATUS, type ErrorCode } from '../errors.js';
 import { EVENT_TYPES } from '../modules/events/event-types.js';
 import { VERSION } from '../version.js';
-import type { ResponseSchemaName, RestRoute, RouteDoc } from './route.js';
+import { responseBodies } from './response-body.js';
+import type { RestRoute, RouteDoc } from './route.js';
 import { restRoutes } from './routes.js';
 
 type Json = Record<string, unknown>;
@@ -18,101 +21,40 @@ type Json = Record<string, unknown>;
 export const OPENAPI_PATH = '/api/v1/openapi.json';
 
 const ref = (kind: 'schemas' | 'responses' | 'headers', name: string) => ({ $ref: `#/components/${kind}/${name}` });
-const nullable = (type: string, extra: Json = {}) => ({ type: [type, 'null'], ...extra });
-const dateTime = (description?: string) => ({ type: 'string', format: 'date-time', ...(description ? { description } : {}) });
-const id = (prefix: string) => ({ type: 'string', pattern: `^${prefix}_[A-Za-z0-9_-]{20}$` });
-const object = (properties: Record<string, Json>, description?: string): Json => ({
-  type: 'object',
-  ...(description ? { description } : {}),
-  required: Object.keys(properties),
-  properties,
-});
 
-const WEBHOOK_PROPERTIES = {
-  id: id('wh'),
-  name: { type: 'string', minLength: 1, maxLength: 255 },
-  url: { type: 'string', format: 'uri', maxLength: 2048 },
-  events: { type: 'array', items: { type: 'string' }, description: 'Subscribed event types, in the order given.' },
-  enabled: { type: 'boolean', description: 'Disabled webhooks receive nothing.' },
-  created_at: dateTime(),
-  updated_at: dateTime(),
-  last_delivery_status: nullable('string', { enum: ['success', 'failed', null] }),
-  last_delivery_at: nullable('string', { format: 'date-time' }),
-};
+// The body of every error answer (sendError in http-io.ts), named Error in the components; each
+// error response narrows its `code`, and the 429's adds `retryAfter` (errorResponses).
+z.object({
+  error: z.string().describe('A human message.'),
+  code: z.enum(Object.keys(ERROR_STATUS)).describe('A stable machine code.'),
+  details: z.unknown().optional().describe('More about the error, e.g. `{"field": "url"}`.'),
+}).register(responseBodies, { id: 'Error' });
 
-const API_KEY_PROPERTIES = {
-  id: id('key'),
-  name: { type: 'string' },
-  prefix: { type: 'string', description: 'The first characters of the key, to tell keys apart.' },
-  created_at: dateTime(),
-  last_used_at: nullable('string', { format: 'date-time' }),
-};
+/**
+ * How answers are described: as what a client reading them accepts (zod's `input` side), so objects
+ * stay open to fields a later version adds (the tests close them, to catch an undocumented field).
+ * zod writes z.iso.datetime() as `format: date-time` plus the long pattern it checks with; the
+ * format alone says the same to a reader.
+ */
+const ANSWER_OPTIONS = {
+  target: 'draft-2020-12',
+  io: 'input',
+  override: ({ jsonSchema }) => {
+    if (jsonSchema.format === 'date-time') delete jsonSchema.pattern;
+  },
+} satisfies z.core.ToJSONSchemaParams;
 
-const HEADER_MAP = { type: 'object', additionalProperties: { type: 'string' } };
+/** The registered bodies, each under its id, referring to one another by `#/components/schemas/<id>`. */
+function componentSchemas(): Record<string, Json> {
+  const { schemas } = z.toJSONSchema(responseBodies, { ...ANSWER_OPTIONS, uri: (id) => `#/components/schemas/${id}` });
+  return Object.fromEntries(Object.entries(schemas).map(([id, { $schema: _dialect, $id: _id, ...schema }]) => [id, schema]));
+}
 
-/** Success bodies, by the names route rows use in `doc.response`. */
-const RESPONSE_SCHEMAS: Record<ResponseSchemaName, Json> = {
-  Webhook: object(WEBHOOK_PROPERTIES, 'An HTTPS endpoint subscribed to InfraAudit events. Never carries the secret.'),
-  WebhookList: { type: 'array', items: ref('schemas', 'Webhook') },
-  CreatedWebhook: object(
-    {
-      ...WEBHOOK_PROPERTIES,
-      secret: {
-        type: 'string',
-        pattern: '^whsec_[A-Za-z0-9+/]{32}$',
-        description: 'The signing secret, shown in this answer only: store it now.',
-      },
-    },
-    'The new webhook with its signing secret.',
-  ),
-  EventTypeList: object({
-    events: {
-      type: 'array',
-      items: object({ event: { type: 'string', examples: ['drift.detected'] }, description: { type: 'string' } }),
-    },
-  }),
-  DeliveryAttempt: object(
-    {
-      id: id('att'),
-      delivery_id: { ...id('del'), description: 'The same across retries: receivers deduplicate on it.' },
-      webhook_id: id('wh'),
-      event_type: { type: 'string' },
-      status: { type: 'string', enum: ['success', 'failed'] },
-      attempt: { type: 'integer', minimum: 1, description: '1 for the first try, 2 for the first retry, ...' },
-      response_code: nullable('integer'),
-      duration_ms: { type: 'integer', minimum: 0 },
-      request_headers: { ...HEADER_MAP, description: 'Headers sent; never the signing secret.' },
-      request_body: { type: 'string' },
-      response_headers: nullable('object', { additionalProperties: { type: 'string' } }),
-      response_body: nullable('string', { description: 'Truncated to a few KiB.' }),
-      response_body_truncated: { type: 'boolean' },
-      error: nullable('string'),
-      error_class: nullable('string', { enum: ['dns', 'connect', 'tls', 'timeout', 'http', 'blocked', null] }),
-      created_at: dateTime(),
-      next_retry_at: nullable('string', { format: 'date-time', description: 'When the next retry is due, if one is.' }),
-    },
-    'One HTTP request made for a delivery, with what the receiver answered.',
-  ),
-  DeliveryAttemptPage: object({
-    data: { type: 'array', items: ref('schemas', 'DeliveryAttempt') },
-    pagination: object({
-      page: { type: 'integer', minimum: 1 },
-      pageSize: { type: 'integer', minimum: 1, maximum: 100 },
-      total: { type: 'integer', minimum: 0, maximum: 100 },
-      totalPages: { type: 'integer', minimum: 0 },
-    }),
-  }),
-  PublishedEvent: object({
-    id: id('evt'),
-    event: { type: 'string' },
-    deliveries: { type: 'integer', minimum: 0, description: 'Deliveries queued: one per enabled, subscribed webhook.' },
-  }),
-  ApiKeyList: { type: 'array', items: ref('schemas', 'ApiKey') },
-  CreatedApiKey: object(
-    { ...API_KEY_PROPERTIES, key: { type: 'string', pattern: '^ia_live_', description: 'The key itself, shown in this answer only.' } },
-    'The new API key, with the key itself.',
-  ),
-};
+function responseBodyId(route: RestRoute, schema: z.ZodType): string {
+  const id = responseBodies.get(schema)?.id;
+  if (id === undefined) throw new Error(`${route.method} ${route.path}: doc.response is not registered in responseBodies`);
+  return id;
+}
 
 const ERROR_MEANING: Partial<Record<ErrorCode, string>> = {
   BAD_REQUEST: 'Malformed JSON, a body that is not an object, wrong JSON types, missing or empty required fields, or bad query values.',
@@ -209,7 +151,7 @@ function operationFor(route: RestRoute): Json {
     responses[status] = {
       description,
       headers: RATE_LIMIT_HEADERS,
-      ...(doc.response ? { content: { 'application/json': { schema: ref('schemas', doc.response) } } } : {}),
+      ...(doc.response ? { content: { 'application/json': { schema: ref('schemas', responseBodyId(route, doc.response)) } } } : {}),
     };
   }
   for (const status of errorStatuses(route)) {
@@ -231,7 +173,10 @@ function operationFor(route: RestRoute): Json {
   };
 }
 
-const statusBody = (value: string) => object({ status: { type: 'string', const: value } });
+function statusBody(value: 'ok' | 'unavailable'): Json {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(z.object({ status: z.literal(value) }), ANSWER_OPTIONS);
+  return rest;
+}
 
 function operationalPaths(): Json {
   const health = {
@@ -337,19 +282,7 @@ export function buildOpenApiDocument(routes: RestRoute[]): Json {
         'X-RateLimit-Reset': { description: 'When the window resets, in unix seconds.', schema: { type: 'integer' } },
         'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } },
       },
-      schemas: {
-        Error: {
-          type: 'object',
-          required: ['error', 'code'],
-          properties: {
-            error: { type: 'string', description: 'A human message.' },
-            code: { type: 'string', description: 'A stable machine code.', enum: Object.keys(ERROR_STATUS) },
-            details: { description: 'More about the error, e.g. `{"field": "url"}`.' },
-          },
-        },
-        ApiKey: object(API_KEY_PROPERTIES, 'A tenant-bound API key. Only its prefix is shown after creation.'),
-        ...RESPONSE_SCHEMAS,
-      },
+      schemas: componentSchemas(),
       responses: errorResponses(),
     },
   };

@@ -4,18 +4,6 @@ import type { z } from 'zod';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
-/** Names of the success body schemas in the OpenAPI document's components (src/rest/openapi.ts). */
-export type ResponseSchemaName =
-  | 'Webhook'
-  | 'WebhookList'
-  | 'CreatedWebhook'
-  | 'EventTypeList'
-  | 'DeliveryAttempt'
-  | 'DeliveryAttemptPage'
-  | 'PublishedEvent'
-  | 'ApiKeyList'
-  | 'CreatedApiKey';
-
 /** A query or header parameter, as an OpenAPI 3.1 parameter object. */
 export interface RouteParameter {
   name: string;
@@ -30,8 +18,8 @@ export interface RouteDoc {
   summary: string;
   description?: string;
   tag: 'Webhooks' | 'Deliveries' | 'Events' | 'API keys';
-  /** Schema of the success body; absent means the success answer has no body. */
-  response?: ResponseSchemaName;
+  /** Schema of the success body, registered in `responseBodies` (src/rest/response-body.ts); absent means no body. */
+  response?: z.ZodType;
   /** Success statuses and what each means; defaults to the row's `status` when that is a number. */
   success?: Record<number, string>;
   /** Error statuses beyond those that follow from the row (authentication, rate limit, body, `:id`). */

@@ -108,6 +108,18 @@ describe('the OpenAPI document', () => {
     expect(() => buildOpenApiDocument([row])).toThrow(/GET \/api\/v1\/x/);
   });
 
+  it('a row names its success body by a schema registered for the components', () => {
+    const row: RestRoute = {
+      method: 'GET',
+      path: '/api/v1/x',
+      operation: parse('query X { webhooks { id } }'),
+      status: 200,
+      result: (data) => data,
+      doc: { summary: 'X', tag: 'Webhooks', response: z.object({ id: z.string() }) },
+    };
+    expect(() => buildOpenApiDocument([row])).toThrow(/GET \/api\/v1\/x: doc.response is not registered/);
+  });
+
   // The request body schemas are z.toJSONSchema of the rows' zod schemas: hold the two to the same
   // verdict on random bodies, so the document cannot accept what the gateway refuses or the reverse.
   it('request body schemas accept exactly what the rows accept', () => {

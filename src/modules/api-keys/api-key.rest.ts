@@ -1,8 +1,29 @@
 import { z } from 'zod';
 import { graphql } from '../../rest/graphql.js';
+import { dateTime, prefixedId, responseBodies } from '../../rest/response-body.js';
 import { restRoute, type RestRoute } from '../../rest/route.js';
 
 const ApiKeyFields = graphql(`fragment ApiKeyFields on ApiKey { id name prefix createdAt lastUsedAt }`);
+
+const apiKeyFields = {
+  id: prefixedId('key'),
+  name: z.string(),
+  prefix: z.string().describe('The first characters of the key, to tell keys apart.'),
+  created_at: dateTime(),
+  last_used_at: dateTime().nullable(),
+};
+
+const apiKeyBody = z
+  .object(apiKeyFields)
+  .describe('A tenant-bound API key. Only its prefix is shown after creation.')
+  .register(responseBodies, { id: 'ApiKey' });
+
+const apiKeyListBody = z.array(apiKeyBody).register(responseBodies, { id: 'ApiKeyList' });
+
+const createdApiKeyBody = z
+  .object({ ...apiKeyFields, key: z.string().regex(/^ia_live_/).describe('The key itself, shown in this answer only.') })
+  .describe('The new API key, with the key itself.')
+  .register(responseBodies, { id: 'CreatedApiKey' });
 
 export const apiKeyRoutes: RestRoute[] = [
   restRoute({
@@ -11,7 +32,7 @@ export const apiKeyRoutes: RestRoute[] = [
     operation: graphql(`query ListApiKeys { apiKeys { ...ApiKeyFields } }`, [ApiKeyFields]),
     status: 200,
     result: (data) => data.apiKeys,
-    doc: { summary: "List the tenant's active API keys", tag: 'API keys', response: 'ApiKeyList' },
+    doc: { summary: "List the tenant's active API keys", tag: 'API keys', response: apiKeyListBody },
   }),
   restRoute({
     method: 'POST',
@@ -28,7 +49,7 @@ export const apiKeyRoutes: RestRoute[] = [
       summary: 'Create an API key',
       description: 'The answer carries the `key` itself, shown this once only.',
       tag: 'API keys',
-      response: 'CreatedApiKey',
+      response: createdApiKeyBody,
       errors: [422],
     },
   }),

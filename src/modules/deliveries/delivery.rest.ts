@@ -1,5 +1,7 @@
+import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { graphql } from '../../rest/graphql.js';
+import { dateTime, prefixedId, responseBodies } from '../../rest/response-body.js';
 import { restRoute, type RestRoute, type RouteParameter } from '../../rest/route.js';
 
 const AttemptFields = graphql(`
@@ -8,6 +10,43 @@ const AttemptFields = graphql(`
     responseHeaders responseBody responseBodyTruncated error errorClass createdAt nextRetryAt
   }
 `);
+
+const headerMap = z.record(z.string(), z.string());
+
+const attemptBody = z
+  .object({
+    id: prefixedId('att'),
+    delivery_id: prefixedId('del').describe('The same across retries: receivers deduplicate on it.'),
+    webhook_id: prefixedId('wh'),
+    event_type: z.string(),
+    status: z.enum(['success', 'failed']),
+    attempt: z.int().min(1).describe('1 for the first try, 2 for the first retry, ...'),
+    response_code: z.int().nullable(),
+    duration_ms: z.int().min(0),
+    request_headers: headerMap.describe('Headers sent; never the signing secret.'),
+    request_body: z.string(),
+    response_headers: headerMap.nullable(),
+    response_body: z.string().nullable().describe('Truncated to a few KiB.'),
+    response_body_truncated: z.boolean(),
+    error: z.string().nullable(),
+    error_class: z.enum(['dns', 'connect', 'tls', 'timeout', 'http', 'blocked']).nullable(),
+    created_at: dateTime(),
+    next_retry_at: dateTime().nullable().describe('When the next retry is due, if one is.'),
+  })
+  .describe('One HTTP request made for a delivery, with what the receiver answered.')
+  .register(responseBodies, { id: 'DeliveryAttempt' });
+
+const attemptPageBody = z
+  .object({
+    data: z.array(attemptBody),
+    pagination: z.object({
+      page: z.int().min(1),
+      pageSize: z.int().min(1).max(100),
+      total: z.int().min(0).max(100),
+      totalPages: z.int().min(0),
+    }),
+  })
+  .register(responseBodies, { id: 'DeliveryAttemptPage' });
 
 function positiveInt(query: URLSearchParams, name: string): number | undefined {
   const values = query.getAll(name);
@@ -40,7 +79,7 @@ export const deliveryRoutes: RestRoute[] = [
       summary: 'Send a test ping now',
       description: 'One synchronous `ping`, never retried, also while the webhook is disabled. The answer is its attempt record, 200 also when the receiver failed.',
       tag: 'Deliveries',
-      response: 'DeliveryAttempt',
+      response: attemptBody,
     },
   }),
   restRoute({
@@ -73,7 +112,7 @@ export const deliveryRoutes: RestRoute[] = [
       summary: "A webhook's delivery attempts, newest first",
       description: 'At most the last 100 attempts are in reach: `pagination.total` is never above 100.',
       tag: 'Deliveries',
-      response: 'DeliveryAttemptPage',
+      response: attemptPageBody,
       errors: [400],
       parameters: HISTORY_PARAMETERS,
     },

@@ -1,6 +1,15 @@
 import { z } from 'zod';
 import { graphql } from '../../rest/graphql.js';
+import { prefixedId, responseBodies } from '../../rest/response-body.js';
 import { restRoute, type RestRoute } from '../../rest/route.js';
+
+const publishedEventBody = z
+  .object({
+    id: prefixedId('evt'),
+    event: z.string(),
+    deliveries: z.int().min(0).describe('Deliveries queued: one per enabled, subscribed webhook.'),
+  })
+  .register(responseBodies, { id: 'PublishedEvent' });
 
 export const eventRoutes: RestRoute[] = [
   restRoute({
@@ -26,7 +35,7 @@ export const eventRoutes: RestRoute[] = [
       summary: 'Publish an event',
       description: 'Writes the event and one pending delivery per enabled, subscribed webhook of the tenant before answering.',
       tag: 'Events',
-      response: 'PublishedEvent',
+      response: publishedEventBody,
       success: {
         202: 'Accepted: the event and its deliveries are stored.',
         200: 'A repeated publish with the same Idempotency-Key: the first result, nothing new is sent.',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AppError } from '../../errors.js';
 import { graphql } from '../../rest/graphql.js';
+import { dateTime, prefixedId, responseBodies } from '../../rest/response-body.js';
 import { restRoute, type RestRoute } from '../../rest/route.js';
 
 const WebhookFields = graphql(`
@@ -36,6 +37,40 @@ const updateBody = z
   })
   .describe('Partial update: absent fields are left as they are.');
 
+const webhookFields = {
+  id: prefixedId('wh'),
+  name: z.string().min(1).max(255),
+  url: z.url().max(2048),
+  events: z.array(z.string()).describe('Subscribed event types, in the order given.'),
+  enabled: z.boolean().describe('Disabled webhooks receive nothing.'),
+  created_at: dateTime(),
+  updated_at: dateTime(),
+  last_delivery_status: z.enum(['success', 'failed']).nullable(),
+  last_delivery_at: dateTime().nullable(),
+};
+
+const webhookBody = z
+  .object(webhookFields)
+  .describe('An HTTPS endpoint subscribed to InfraAudit events. Never carries the secret.')
+  .register(responseBodies, { id: 'Webhook' });
+
+const webhookListBody = z.array(webhookBody).register(responseBodies, { id: 'WebhookList' });
+
+const createdWebhookBody = z
+  .object({
+    ...webhookFields,
+    secret: z
+      .string()
+      .regex(/^whsec_[A-Za-z0-9+/]{32}$/)
+      .describe('The signing secret, shown in this answer only: store it now.'),
+  })
+  .describe('The new webhook with its signing secret.')
+  .register(responseBodies, { id: 'CreatedWebhook' });
+
+const eventTypeListBody = z
+  .object({ events: z.array(z.object({ event: z.string().meta({ examples: ['drift.detected'] }), description: z.string() })) })
+  .register(responseBodies, { id: 'EventTypeList' });
+
 export const webhookRoutes: RestRoute[] = [
   restRoute({
     method: 'GET',
@@ -43,7 +78,7 @@ export const webhookRoutes: RestRoute[] = [
     operation: graphql(`query ListWebhooks { webhooks { ...WebhookFields } }`, [WebhookFields]),
     status: 200,
     result: (data) => data.webhooks,
-    doc: { summary: 'List webhooks, newest first', tag: 'Webhooks', response: 'WebhookList' },
+    doc: { summary: 'List webhooks, newest first', tag: 'Webhooks', response: webhookListBody },
   }),
   restRoute({
     method: 'POST',
@@ -62,7 +97,7 @@ export const webhookRoutes: RestRoute[] = [
       summary: 'Create a webhook',
       description: 'The answer carries the signing `secret`, shown this once only. A `ping` is sent to the new webhook.',
       tag: 'Webhooks',
-      response: 'CreatedWebhook',
+      response: createdWebhookBody,
       errors: [409, 422],
     },
   }),
@@ -72,7 +107,7 @@ export const webhookRoutes: RestRoute[] = [
     operation: graphql(`query WebhookEventTypes { webhookEventTypes { event description } }`),
     status: 200,
     result: (data) => ({ events: data.webhookEventTypes }),
-    doc: { summary: 'List the event types a webhook can subscribe to', tag: 'Webhooks', response: 'EventTypeList' },
+    doc: { summary: 'List the event types a webhook can subscribe to', tag: 'Webhooks', response: eventTypeListBody },
   }),
   restRoute({
     method: 'GET',
@@ -81,7 +116,7 @@ export const webhookRoutes: RestRoute[] = [
     variables: ({ params }) => ({ id: params.id }),
     status: 200,
     result: (data) => data.webhook,
-    doc: { summary: 'Get a webhook', tag: 'Webhooks', response: 'Webhook' },
+    doc: { summary: 'Get a webhook', tag: 'Webhooks', response: webhookBody },
   }),
   restRoute({
     method: 'PUT',
@@ -107,7 +142,7 @@ export const webhookRoutes: RestRoute[] = [
       summary: 'Update a webhook',
       description: 'Partial update of `name`, `url`, `events` and `enabled`. Disabling stops pending retries.',
       tag: 'Webhooks',
-      response: 'Webhook',
+      response: webhookBody,
       errors: [422],
     },
   }),
