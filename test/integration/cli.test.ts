@@ -100,6 +100,22 @@ describe('command line without a database', { timeout: 120_000 }, () => {
     expect((await cli(['schema', 'check', '--file', trailing])).code).toBe(1);
     expect((await cli(['schema', 'check', '--file', path.join(scratch, 'missing.graphql')])).code).toBe(1);
   });
+
+  it('`schema check` holds src/rest/graphql-env.d.ts to what gql.tada makes of schema.graphql', async () => {
+    const committed = await readFile(path.join(repoRoot, 'src/rest/graphql-env.d.ts'), 'utf8');
+    expect(committed).toContain("'Webhook': { kind: 'OBJECT'");
+    const copy = path.join(scratch, 'graphql-env.d.ts');
+    await writeFile(copy, committed);
+    const fresh = await cli(['schema', 'check', '--types', copy]);
+    expect(fresh.code, fresh.stderr).toBe(0);
+
+    const stale = path.join(scratch, 'stale-graphql-env.d.ts');
+    await writeFile(stale, committed.replace("'lastDeliveryAt': ", "'lastDeliveredAt': "));
+    const failed = await cli(['schema', 'check', '--types', stale]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain(`${stale} is stale`);
+    expect((await cli(['schema', 'check', '--types', path.join(scratch, 'missing.d.ts')])).code).toBe(1);
+  });
 });
 
 describe('command line against a database', { timeout: 240_000 }, () => {
