@@ -23,7 +23,7 @@ interface WebhookRow {
 
 async function connectionString(): Promise<{ url: string; poolMax: number; close(): Promise<void> }> {
   const dir = process.env['BARE_PGLITE_DIR'];
-  if (!dir) return { url: process.env['BARE_DATABASE_URL']!, poolMax: Number(process.env['BARE_POOL_MAX'] ?? 42), close: async () => undefined };
+  if (!dir) return { url: process.env['BARE_DATABASE_URL']!, poolMax: Number(process.env['BARE_POOL_MAX'] ?? 42), close: () => Promise.resolve() };
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
   const db = await PGlite.create(dir);

@@ -59,7 +59,6 @@ export function renderResults(r: BenchResults): string {
   const bareRate = summarize(tp.map((x) => x.bareRequestsPerSec));
   const tpRatio = median(tp.map((x) => x.ratio));
   const idleP50 = median(r.idle.map((x) => x.p50));
-  const idleP99 = median(r.idle.map((x) => x.p99));
   const api = (t: ApiTarget) => r.api.filter((x) => x.target === t);
   const apiRate = (t: ApiTarget) => median(api(t).map((x) => x.requestsPerSec));
   const isoRate = summarize(r.isolation.map((x) => x.healthyHalf.deliveriesPerSec));

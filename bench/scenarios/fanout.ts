@@ -149,7 +149,11 @@ export async function fanoutScenario(ctx: {
       );
     }
   } finally {
-    await Promise.allSettled(clients.map((c) => c.dispose()));
+    await Promise.allSettled(
+      clients.map(async (c) => {
+        await c.dispose();
+      }),
+    );
     await gateway.stop();
     await db.drop();
   }

@@ -2,6 +2,7 @@
 // a bare text/event-stream GET reader (what a browser EventSource does, token in `?token=`), and
 // graphql-ws over a real WebSocket. Each collects what arrives into a Feed that tests wait on,
 // always with a bound.
+import { inspect } from 'node:util';
 import { createClient as createSseClient, NetworkError } from 'graphql-sse';
 import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -13,6 +14,9 @@ export const DELIVERY_UPDATES = `subscription Updates($webhookId: ID) {
     attempt { id deliveryId webhookId attempt status responseCode nextRetryAt }
   }
 }`;
+
+/** What a feed ended with, for a timeout's message: clients end feeds with errors, close events or arrays of errors. */
+const errorText = (error: unknown): string => (error === undefined ? '' : error instanceof Error ? String(error) : inspect(error, { depth: 3 }));
 
 export interface UpdateMessage {
   kind: 'created' | 'attempt' | 'status';
@@ -73,7 +77,7 @@ export class Feed {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify({ results: this.results, error: String(this.error ?? '') })}`));
+        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify({ results: this.results, error: errorText(this.error) })}`));
       }, timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);
@@ -221,7 +225,8 @@ export function rawWsHandshake(
         socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: DELIVERY_UPDATES } }));
       }
     });
-    socket.on('message', (data) => messages.push(JSON.parse(String(data))));
+    // The socket's binaryType is the default, nodebuffer: every message arrives as one Buffer.
+    socket.on('message', (data) => messages.push(JSON.parse((data as Buffer).toString('utf8'))));
     socket.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, messages });

@@ -41,7 +41,7 @@ const apis = new Set<TestGateway>();
  * and the workers are the processes that get killed.
  */
 async function startApi(env: Record<string, string>): Promise<{ url: string }> {
-  const noDatabase: TestDatabase = { env: {}, url: env['DATABASE_URL'], dataDir: env['DATA_DIR']!, drop: async () => undefined };
+  const noDatabase: TestDatabase = { env: {}, url: env['DATABASE_URL'], dataDir: env['DATA_DIR']!, drop: () => Promise.resolve() };
   const api = await startTestGateway({ ...env, ROLE: 'api' }, noDatabase);
   apis.add(api);
   return { url: api.url };
@@ -185,7 +185,7 @@ describe.skipIf(!onRealPostgres)('faults with real worker processes (needs real 
       expect(pairs.size).toBe(events * hooks.length);
       const sends = new Map<string, number>();
       for (const r of receiver.requests) {
-        const key = `${r.json?.delivery_id}#${r.headers['x-infraaudit-attempt']}`;
+        const key = `${r.json?.delivery_id}#${String(r.headers['x-infraaudit-attempt'])}`;
         sends.set(key, (sends.get(key) ?? 0) + 1);
       }
       expect([...sends.entries()].filter(([, count]) => count > 1)).toEqual([]);

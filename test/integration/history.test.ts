@@ -42,7 +42,7 @@ describe('delivery history', () => {
     receiver = await startReceiver(async (req, _n, res) => {
       const data = (req.json?.data ?? {}) as Record<string, unknown>;
       if (typeof data['delayMs'] === 'number') await new Promise((r) => setTimeout(r, data['delayMs'] as number));
-      let status = typeof data['answer'] === 'number' ? (data['answer'] as number) : 200;
+      let status = typeof data['answer'] === 'number' ? data['answer'] : 200;
       if (data['failFirst'] === true && req.headers['x-infraaudit-attempt'] === '1') status = 500;
       res.writeHead(status, { 'content-type': 'text/plain', 'x-receiver': 'history-test' });
       if (data['endless'] === true) {

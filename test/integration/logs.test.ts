@@ -192,7 +192,7 @@ describe('logs: one JSON line per request and per attempt, never a secret', () =
       const deliveryId = r.headers['x-infraaudit-delivery'];
       const attempt = Number(r.headers['x-infraaudit-attempt']);
       const matching = attemptLines().filter((l) => l.deliveryId === deliveryId && l.attempt === attempt);
-      expect(matching, `${deliveryId} #${attempt}`).toHaveLength(1);
+      expect(matching, `${String(deliveryId)} #${attempt}`).toHaveLength(1);
       expect(matching[0]).toMatchObject({ webhookId: r.json.webhook_id, deliveryId: r.json.delivery_id, attempt });
       expect(typeof matching[0]!.attemptId).toBe('string');
     }

@@ -16,7 +16,7 @@ import { startReceiver, type Receiver } from '../helpers/receiver.js';
 type Json = Record<string, any>;
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
-const doc = openApiDocument() as Json;
+const doc: Json = openApiDocument();
 
 /** "GET /api/v1/webhooks/{id}" for every operation in the document. */
 function documentedOperations(document: Json): string[] {
@@ -75,7 +75,7 @@ describe('the OpenAPI document', () => {
       if (route.path.includes('/:')) expect(op['responses'], label).toHaveProperty('404');
       // A body on success exactly when the row shapes one.
       const success = op['responses'][Object.keys(successStatuses(route))[0]!];
-      expect(Boolean(success['content']), label).toBe(Boolean(route.result));
+      expect(Boolean(success['content']), label).toBe(route.result !== undefined);
       expect(Boolean(success['content']), label).toBe(Boolean(route.doc!.response));
     }
   });
@@ -228,7 +228,7 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
 
   it('every documented operation answers with a documented status and body', async () => {
     const seen = new Map<string, number[]>();
-    async function check(method: string, path: string, res: JsonResponse, call: string) {
+    function check(method: string, path: string, res: JsonResponse, call: string) {
       const key = `${method} ${path}`;
       const op = operation(method, path);
       expect(op, key).toBeDefined();
@@ -247,7 +247,7 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
 
     const anon = client(gw.url);
     for (const path of ['/health', '/healthz', '/readyz', '/metrics', OPENAPI_PATH]) {
-      await check('GET', path, await anon.get(path), `GET ${path}`);
+      check('GET', path, await anon.get(path), `GET ${path}`);
     }
 
     await call('POST', '/api/v1/webhooks', '/api/v1/webhooks', {
@@ -255,7 +255,7 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
     });
     const created = await api.post('/api/v1/webhooks', { name: 'Second', url: `${receiver.url}/two`, events: ['alert.created'] });
     const id = created.body.id as string;
-    await check('POST', '/api/v1/webhooks', created, 'POST /api/v1/webhooks');
+    check('POST', '/api/v1/webhooks', created, 'POST /api/v1/webhooks');
 
     await call('GET', '/api/v1/webhooks', '/api/v1/webhooks');
     await call('GET', '/api/v1/webhooks/events', '/api/v1/webhooks/events');

@@ -41,12 +41,14 @@ async function planNodes(c: pg.Client, statement: string, options: { analyze?: b
   return nodesOf(row!['QUERY PLAN'][0].Plan);
 }
 
+type Value = string | number | null;
+
 /** Values as SQL literals, for an EXECUTE's argument list. */
-const literals = (values: unknown[]) =>
+const literals = (values: Value[]) =>
   values.map((v) => (v === null ? 'null' : pg.Client.prototype.escapeLiteral(String(v)))).join(', ');
 
 type Name = 'publish' | 'publish_many' | 'claim' | 'record';
-const statements: Record<Name, { text: string; values: unknown[] }> = {
+const statements: Record<Name, { text: string; values: Value[] }> = {
   publish: {
     text: PUBLISH_TO_SUBSCRIBERS,
     values: ['evt_plan', 'tenant-0', 'drift.detected', '{}', null, null, '[]'],

@@ -47,10 +47,10 @@ describe('the recorder’s retries', () => {
   async function pendingDelivery(): Promise<AttemptRecord['delivery']> {
     const res = await api.post('/api/v1/events', { event: 'drift.detected', data: {} });
     expect(res.status, res.text).toBe(202);
-    const rows = (await knex().raw(
+    const rows = await knex().raw<{ rows: { id: string; webhook_id: string; tenant_id: string; attempts: number; type: string }[] }>(
       `select id, webhook_id, tenant_id, attempts, event_type as type from delivery where event_id = ?`,
       [res.body.id],
-    )) as { rows: { id: string; webhook_id: string; tenant_id: string; attempts: number; type: string }[] };
+    );
     const row = rows.rows[0]!;
     expect(row.webhook_id).toBe(webhookId);
     return { id: row.id, webhookId: row.webhook_id, tenantId: row.tenant_id, eventType: row.type, attempts: row.attempts };
@@ -90,7 +90,7 @@ describe('the recorder’s retries', () => {
     expect(recorded).toMatchObject({ deliveryStatus: 'success' });
     expect(gaveUp()).toEqual([]);
     // Two failed tries, then the one that landed.
-    expect(Number(((await knex().raw(`select last_value from recorder_test_tries`)) as { rows: { last_value: string }[] }).rows[0]!.last_value)).toBe(3);
+    expect(Number((await knex().raw<{ rows: { last_value: string }[] }>(`select last_value from recorder_test_tries`)).rows[0]!.last_value)).toBe(3);
   });
 
   it('an error a retry cannot fix fails the record at once, logged once', async () => {

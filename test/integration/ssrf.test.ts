@@ -12,7 +12,7 @@ import { startReceiver, type Receiver } from '../helpers/receiver.js';
 
 /** A name other than localhost that this machine's hosts file maps to 127.0.0.1, if there is one. */
 async function loopbackAlias(): Promise<string | undefined> {
-  let hosts = '';
+  let hosts: string;
   try {
     hosts = readFileSync('/etc/hosts', 'utf8');
   } catch {

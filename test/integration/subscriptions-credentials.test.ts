@@ -58,7 +58,11 @@ describe('live subscriptions end with their credentials', () => {
   });
   afterAll(async () => {
     for (const feed of feeds) feed.close();
-    await Promise.all(sockets.map((ws) => ws.dispose()));
+    await Promise.all(
+      sockets.map(async (ws) => {
+        await ws.dispose();
+      }),
+    );
     await gw?.close();
   });
 
@@ -157,7 +161,11 @@ describe('live subscriptions end with their credentials', () => {
       await until(() => openOn(checking) === opened.before, 5_000, 'the subscriptions to be gone');
     } finally {
       for (const feed of feeds) feed.close();
-      await Promise.all(sockets.map((ws) => ws.dispose()));
+      await Promise.all(
+        sockets.map(async (ws) => {
+          await ws.dispose();
+        }),
+      );
       if (onRealPostgres) await checking.stop();
       else await checking.close();
     }

@@ -47,7 +47,11 @@ describe('live subscriptions: quota per tenant', () => {
   });
   afterAll(async () => {
     for (const feed of feeds) feed.close();
-    await Promise.all(sockets.map((ws) => ws.dispose()));
+    await Promise.all(
+      sockets.map(async (ws) => {
+        await ws.dispose();
+      }),
+    );
     await gw?.close();
     await receiver?.close();
   });
