@@ -43,8 +43,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { runAfterLock } from '../db/statements.js';
 import { isId } from '../ids.js';
+import { previousSecretsOf, toPreviousSecrets, type PreviousSecrets } from '../modules/webhooks/previous-secrets.js';
 
-export interface ClaimedDelivery {
+export interface ClaimedDelivery extends PreviousSecrets {
   id: string;
   webhookId: string;
   tenantId: string;
@@ -72,6 +73,8 @@ interface ClaimRow {
   data: Record<string, unknown>;
   published_at: Date | string;
   send_now: boolean;
+  previous_secrets_encrypted: string[];
+  secrets_expired: boolean;
 }
 
 const CLAIM_LOCK = 724_311_902;
@@ -209,11 +212,13 @@ with recursive durability as (
   where d.id = c.id
   returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts, c.send_now
 )
-select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at
+select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at, s.previous_secrets_encrypted, s.secrets_expired
 from claimed c
 cross join durability
 join webhook w on w.id = c.webhook_id
-join event e on e.id = c.event_id`;
+join event e on e.id = c.event_id
+-- Every secret an attempt is signed with comes with its row: no query of its own per delivery.
+cross join lateral (${previousSecretsOf('w.id')}) s`;
 
 /** What a worker holds of one webhook, as the claim counts it. */
 export interface HeldShare {
@@ -284,6 +289,7 @@ export async function claimDue(
       enabled: r.enabled,
       data: r.data,
       publishedAt: new Date(r.published_at),
+      ...toPreviousSecrets(r),
     };
     (r.send_now ? claimed.send : claimed.spares).push(delivery);
   }

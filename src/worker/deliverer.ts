@@ -7,6 +7,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Notifier } from '../db/notifier.js';
 import { newId } from '../ids.js';
 import { announce, noticeInStatement, type DeliveryUpdateNotice } from '../subscriptions/delivery-update-notice.js';
+import { deleteExpiredSecrets } from '../modules/webhooks/previous-secrets.js';
 import type { ClaimedDelivery } from './claim.js';
 import { cancelDelivery, type RecordedAttempt } from './queue.js';
 import { createAttemptRecorder } from './recorder.js';
@@ -68,6 +69,16 @@ export function createDeliverer(deps: {
     return secret;
   };
 
+  // Expired previous secrets are deleted once an attempt meets them (after it is recorded, so
+  // the send never waits for it); the worker's hourly sweep takes those of idle webhooks.
+  const dropExpiredSecrets = async (webhookId: string) => {
+    try {
+      await deleteExpiredSecrets(deps.orm.em.fork(), webhookId);
+    } catch (err) {
+      logger.warn({ err, webhookId }, 'deleting expired webhook secrets failed');
+    }
+  };
+
   return {
     async deliver(claimed, options = {}) {
       const base = { deliveryId: claimed.id, webhookId: claimed.webhookId, tenantId: claimed.tenantId };
@@ -84,7 +95,7 @@ export function createDeliverer(deps: {
         deliveryId: claimed.id,
         webhookId: claimed.webhookId,
         url: claimed.url,
-        secret: secretOf(claimed.secretEncrypted),
+        secrets: [secretOf(claimed.secretEncrypted), ...claimed.previousSecretsEncrypted.map(secretOf)],
         eventType: claimed.eventType,
         body: buildEnvelope(claimed),
         attempt,
@@ -122,6 +133,7 @@ export function createDeliverer(deps: {
         'delivery attempt',
       );
       if (recorded && !inStatement) await announce(deps.notifier, notice, logger);
+      if (claimed.secretsExpired) await dropExpiredSecrets(claimed.webhookId);
       return { result, recorded };
     },
   };

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from '../db/notifier.js';
 import type { Deliverer } from './deliverer.js';
 import { claimDue, createHoldings, type ClaimedDelivery } from './claim.js';
+import { deleteExpiredSecrets } from '../modules/webhooks/previous-secrets.js';
 import { pruneAttempts, releaseLeases } from './queue.js';
 
 export interface SchedulerOptions {
@@ -196,6 +197,13 @@ export function createScheduler(deps: {
       if (removed > 0) logger.info({ removed }, 'old delivery attempts pruned');
     } catch (err) {
       logger.warn({ err }, 'pruning delivery attempts failed');
+    }
+    try {
+      // Attempts delete the expired secrets they meet; these are of webhooks nothing was sent to.
+      const removed = await deleteExpiredSecrets(orm.em.fork(), null);
+      if (removed > 0) logger.info({ removed }, 'expired webhook secrets deleted');
+    } catch (err) {
+      logger.warn({ err }, 'deleting expired webhook secrets failed');
     }
   }
 

@@ -10,13 +10,17 @@ import type { AttemptErrorClass } from '../modules/deliveries/delivery-attempt.e
 import { parseWebhookUrl } from '../modules/webhooks/url-policy.js';
 import { USER_AGENT } from '../version.js';
 import { checkLiteralHost, createSafeLookup } from './safe-lookup.js';
-import { infraAuditSignature, standardWebhooksSignature } from './signature.js';
+import { infraAuditSignature, standardWebhooksSignatureHeader } from './signature.js';
 
 export interface OutgoingDelivery {
   deliveryId: string;
   webhookId: string;
   url: string;
-  secret: string;
+  /**
+   * The webhook's live signing secrets, newest (its current secret) first, then its previous
+   * secrets still in their grace period. Never empty.
+   */
+  secrets: readonly [string, ...string[]];
   eventType: string;
   /** The exact body; identical across attempts so receivers can compare and deduplicate. */
   body: string;
@@ -103,13 +107,15 @@ export function signedHeaders(d: OutgoingDelivery, nowSec: number): Record<strin
   return {
     'content-type': 'application/json',
     'user-agent': USER_AGENT,
-    'x-infraaudit-signature': infraAuditSignature(d.secret, d.body),
+    // The newest secret only: a receiver checking this header moves to a new secret by accepting
+    // both before the rotation (README, "Rotating the secret").
+    'x-infraaudit-signature': infraAuditSignature(d.secrets[0], d.body),
     'x-infraaudit-event': d.eventType,
     'x-infraaudit-delivery': d.deliveryId,
     'x-infraaudit-attempt': String(d.attempt),
     'webhook-id': d.deliveryId,
     'webhook-timestamp': String(nowSec),
-    'webhook-signature': standardWebhooksSignature(d.secret, d.deliveryId, nowSec, d.body),
+    'webhook-signature': standardWebhooksSignatureHeader(d.secrets, d.deliveryId, nowSec, d.body),
   };
 }
 

@@ -21,6 +21,15 @@ export function standardWebhooksSignature(secret: string, msgId: string, timesta
   return 'v1,' + createHmac('sha256', key).update(`${msgId}.${timestampSec}.${body}`, 'utf8').digest('base64');
 }
 
+/**
+ * The `webhook-signature` header of an attempt: one `v1,<sig>` per live secret, newest first,
+ * separated by single spaces (the Standard Webhooks form for several secrets), so a receiver
+ * holding any one of them verifies it while a rotated secret is in its grace period.
+ */
+export function standardWebhooksSignatureHeader(secrets: readonly string[], msgId: string, timestampSec: number, body: string): string {
+  return secrets.map((secret) => standardWebhooksSignature(secret, msgId, timestampSec, body)).join(' ');
+}
+
 export function verifyInfraAuditSignature(secret: string, body: string, header: string | undefined): boolean {
   if (!header) return false;
   return safeEqual(infraAuditSignature(secret, body), header);

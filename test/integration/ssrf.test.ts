@@ -66,7 +66,7 @@ describe('send-time address policy in the sender', () => {
     deliveryId: 'del_AAAAAAAAAAAAAAAAAAAA',
     webhookId: 'wh_AAAAAAAAAAAAAAAAAAAA',
     url,
-    secret: newSecret(),
+    secrets: [newSecret()],
     eventType: 'drift.detected',
     body: JSON.stringify({ url }),
     attempt: 1,

@@ -4,6 +4,7 @@ import { describe, it, expect } from 'vitest';
 import {
   infraAuditSignature,
   standardWebhooksSignature,
+  standardWebhooksSignatureHeader,
   verifyInfraAuditSignature,
   verifyStandardWebhooks,
 } from '../../src/worker/signature.js';
@@ -49,6 +50,15 @@ describe('third-party receivers', () => {
       'webhook-signature': standardWebhooksSignature(SECRET, MSG_ID, ts, BODY),
     };
     expect(() => new Webhook(SECRET).verify(BODY.replace('high', 'low'), headers)).toThrow();
+  });
+  it('standardwebhooks Webhook.verify accepts a header of several secrets holding any one of them', () => {
+    const ts = nowSec();
+    const other = 'whsec_' + Buffer.alloc(24, 9).toString('base64');
+    const header = standardWebhooksSignatureHeader([other, SECRET], MSG_ID, ts, BODY);
+    expect(header).toBe(`${standardWebhooksSignature(other, MSG_ID, ts, BODY)} ${standardWebhooksSignature(SECRET, MSG_ID, ts, BODY)}`);
+    const headers = { 'webhook-id': MSG_ID, 'webhook-timestamp': String(ts), 'webhook-signature': header };
+    for (const secret of [other, SECRET]) expect(new Webhook(secret).verify(BODY, headers)).toEqual(JSON.parse(BODY));
+    expect(() => new Webhook('whsec_' + Buffer.alloc(24, 1).toString('base64')).verify(BODY, headers)).toThrow();
   });
   it('documented InfraAudit Node receiver check accepts our header', () => {
     const header = infraAuditSignature(SECRET, BODY);

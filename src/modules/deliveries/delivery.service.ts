@@ -95,6 +95,7 @@ export class DeliveryService {
    */
   async test(tenantId: string, webhookId: string): Promise<DeliveryAttempt> {
     const webhook = await this.webhooks.get(tenantId, webhookId);
+    const previousSecrets = await this.webhooks.previousSecrets(webhook);
     const event = await insertEventWithDeliveries(this.em, {
       tenantId,
       type: 'ping',
@@ -116,6 +117,7 @@ export class DeliveryService {
         attempts: 0,
         url: webhook.url,
         secretEncrypted: webhook.secretEncrypted,
+        ...previousSecrets,
         enabled: true,
         data: pingData(webhook.id),
         publishedAt: event.publishedAt,

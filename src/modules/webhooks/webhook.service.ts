@@ -7,6 +7,7 @@ import { isId, newId } from '../../ids.js';
 import { isStorableText } from '../../db/storable-text.js';
 import { cancelPendingForWebhook } from '../../worker/queue.js';
 import { isEventType } from '../events/event-types.js';
+import { previousSecrets, type PreviousSecrets } from './previous-secrets.js';
 import { checkWebhookUrl } from './url-policy.js';
 import { WebhookSchema, type Webhook } from './webhook.entity.js';
 
@@ -188,6 +189,11 @@ export class WebhookService {
     // pending retry out of the queue in the same statement.
     await this.em.nativeDelete(WebhookSchema, { id: webhook.id, tenantId });
     await this.deps.afterChange?.(webhook.id);
+  }
+
+  /** The webhook's live previous secrets (encrypted), as an attempt is signed with them. */
+  previousSecrets(webhook: Webhook): Promise<PreviousSecrets> {
+    return previousSecrets(this.em, webhook.id);
   }
 
   decryptSecret(webhook: Webhook): string {
