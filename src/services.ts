@@ -55,7 +55,13 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
     webhooks,
     apiKeys: new ApiKeyService(em, deps.notifier),
     events: new EventService(em, deps.notifier, deps.config.maxEventBytes, deps.eventPublisher),
-    deliveries: new DeliveryService(em, deps.deliverer, webhooks, deps.config.webhookTimeoutMs + deps.config.workerLeaseMarginMs),
+    deliveries: new DeliveryService(em, deps.deliverer, webhooks, deps.config.webhookTimeoutMs + deps.config.workerLeaseMarginMs, async (delivery) => {
+      // Announced before the workers wake, so watchers see the delivery pending before its attempt.
+      const { tenantId, webhookId, id: deliveryId, attempts } = delivery;
+      const at = (delivery.nextAttemptAt ?? delivery.updatedAt).toISOString();
+      await announce(deps.notifier, { kind: 'resent', tenantId, webhookId, deliveryId, attempts, at }, deps.logger);
+      await wakeWorkers();
+    }),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deps.deliveryUpdates),
   };
 }

@@ -95,6 +95,13 @@ function afterAttempt(d: Delivery, a: DeliveryAttempt): Delivery {
   return { ...d, status, attempts: a.attempt, nextAttemptAt: a.nextRetryAt, leaseExpiresAt: null, updatedAt: a.createdAt };
 }
 
+/** The delivery as a resend left it: pending and due, its attempt count unchanged. */
+function asResent(d: Delivery, n: { attempts: number; at: string }): Delivery {
+  if (d.attempts === n.attempts && d.status === 'pending') return d;
+  const at = new Date(n.at);
+  return { ...d, status: 'pending', attempts: n.attempts, nextAttemptAt: at, leaseExpiresAt: null, updatedAt: at };
+}
+
 class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
   private queue: DeliveryUpdateMessage[] = [];
   private readonly waiting: ((result: IteratorResult<DeliveryUpdateMessage>) => void)[] = [];
@@ -264,6 +271,8 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
         attemptIds.add(n.attemptId);
       } else if (n.kind === 'status') {
         for (const id of n.deliveryIds) deliveryIds.add(id);
+      } else if (n.kind === 'resent') {
+        deliveryIds.add(n.deliveryId);
       } else if (n.kind === 'event') {
         eventIds.add(n.eventId);
       } else if (n.kind === 'ping') {
@@ -304,6 +313,9 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
           const delivery = deliveries.get(id);
           if (delivery) fanOut({ kind: 'status', delivery, attempt: null });
         }
+      } else if (n.kind === 'resent') {
+        const delivery = deliveries.get(n.deliveryId);
+        if (delivery) fanOut({ kind: 'status', delivery: asResent(delivery, n), attempt: null });
       } else if (n.kind === 'event') {
         for (const delivery of byEvent.get(n.eventId) ?? []) fanOut({ kind: 'created', delivery: asQueued(delivery), attempt: null });
       } else if (n.kind === 'ping') {

@@ -3,8 +3,8 @@
 // no subscriber for it; each api instance loads what a notice names and filters by tenant itself.
 // Every notice carries its tenant so an instance with no subscriber for that tenant drops it
 // without touching the database. This file is the only one that writes or reads the format: the
-// worker (attempts, cancellations), publishing (events), webhooks (pings, cancellations) and the
-// hub that listens all go through it.
+// worker (attempts, cancellations), publishing (events), webhooks (pings, cancellations), resends
+// and the hub that listens all go through it.
 import type { Logger } from 'pino';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
 
@@ -13,6 +13,8 @@ export type UpdateNotice =
   | { kind: 'attempt'; tenantId: string; webhookId: string; deliveryId: string; attemptId: string }
   /** Deliveries changed status without an attempt (cancelled). */
   | { kind: 'status'; tenantId: string; webhookId: string | null; deliveryIds: string[] }
+  /** A delivery was resent: pending, due `at`, after `attempts` attempts. */
+  | { kind: 'resent'; tenantId: string; webhookId: string; deliveryId: string; attempts: number; at: string }
   /** A published event's deliveries were queued. */
   | { kind: 'event'; tenantId: string; eventId: string }
   /** A new webhook's verification ping was queued. */
@@ -56,6 +58,11 @@ export function parseNotice(payload: string): UpdateNotice | null {
       const { webhookId, deliveryId, attemptId } = n;
       if (!isString(webhookId) || !isString(deliveryId) || !isString(attemptId)) return null;
       return { kind: 'attempt', tenantId, webhookId, deliveryId, attemptId };
+    }
+    case 'resent': {
+      const { webhookId, deliveryId, attempts, at } = n;
+      if (!isString(webhookId) || !isString(deliveryId) || !isString(at) || !Number.isSafeInteger(attempts)) return null;
+      return { kind: 'resent', tenantId, webhookId, deliveryId, attempts: attempts as number, at };
     }
     case 'event':
       return isString(n['eventId']) ? { kind: 'event', tenantId, eventId: n['eventId'] } : null;

@@ -53,6 +53,8 @@ export interface ClaimedDelivery extends PreviousSecrets {
   eventType: string;
   /** Attempts made before this one. */
   attempts: number;
+  /** The attempt count when the retry schedule last started (0, or the count at the last resend). */
+  scheduleStart: number;
   url: string;
   secretEncrypted: string;
   enabled: boolean;
@@ -67,6 +69,7 @@ interface ClaimRow {
   event_id: string;
   event_type: string;
   attempts: number;
+  schedule_start: number;
   url: string;
   secret_encrypted: string;
   enabled: boolean;
@@ -210,7 +213,7 @@ with recursive durability as (
       updated_at = now()
   from chosen c
   where d.id = c.id
-  returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts, c.send_now
+  returning d.id, d.webhook_id, d.tenant_id, d.event_id, d.event_type, d.attempts, d.schedule_start, c.send_now
 )
 select c.*, w.url, w.secret_encrypted, w.enabled, e.data, e.published_at, s.previous_secrets_encrypted, s.secrets_expired
 from claimed c
@@ -284,6 +287,7 @@ export async function claimDue(
       eventId: r.event_id,
       eventType: r.event_type,
       attempts: Number(r.attempts),
+      scheduleStart: Number(r.schedule_start),
       url: r.url,
       secretEncrypted: r.secret_encrypted,
       enabled: r.enabled,

@@ -105,7 +105,8 @@ export function createDeliverer(deps: {
         logger.info({ ...base, attempt, eventType: claimed.eventType }, 'delivery attempt abandoned at shutdown');
         return { result, recorded: null };
       }
-      const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts] ?? null);
+      // The schedule's step for this attempt: a resend starts the schedule again from its first step.
+      const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts - claimed.scheduleStart] ?? null);
       const attemptId = newId('att');
       const notice: DeliveryUpdateNotice = { kind: 'attempt', ...base, attemptId };
       const inStatement = deps.notifier.viaSql ? noticeInStatement(notice) : undefined;

@@ -172,6 +172,56 @@ export async function cancelPendingForWebhook(em: EntityManager, webhookId: stri
   return rows.map((r) => r.id);
 }
 
+export type ResendOutcome =
+  /** Queued; `row` is the delivery row as the resend left it (every column). */
+  | { kind: 'resent'; row: Record<string, unknown> }
+  | { kind: 'not-found' | 'disabled' | 'sending' };
+
+/**
+ * Queues a delivery to be sent again now, whatever its status, with its retry schedule starting
+ * again from the first step (schedule_start) while its attempt count goes on. One row is one
+ * delivery, so a resend can only move the row's due time: it never queues a second copy, and
+ * resends that arrive before a worker takes the row share one attempt.
+ * - A row under a live lease is being sent (or is about to be, as a spare) by a worker that will
+ *   record its outcome over whatever this wrote, so it is left alone: 'sending'. Its lease is
+ *   never touched, or a second worker could claim the row and send it twice at once.
+ * - The webhook row is locked first (for share), then the delivery, the order recording and
+ *   disabling take: a disable waits for the resend and then cancels what it queued, or commits
+ *   first and the resend sees the webhook disabled.
+ */
+export async function resendDelivery(
+  em: EntityManager,
+  target: { tenantId: string; webhookId: string; deliveryId: string },
+): Promise<ResendOutcome> {
+  return em.transactional(async (tx) => {
+    const connection = tx.getConnection();
+    const [webhook] = await connection.execute<{ enabled: boolean }[]>(
+      'select enabled from webhook where id = ? and tenant_id = ? for share',
+      [target.webhookId, target.tenantId],
+      'all',
+      tx.getTransactionContext(),
+    );
+    if (!webhook) return { kind: 'not-found' };
+    const [delivery] = await connection.execute<{ leased: boolean }[]>(
+      `select coalesce(lease_expires_at > now(), false) as leased from delivery where id = ? and webhook_id = ? for update`,
+      [target.deliveryId, target.webhookId],
+      'all',
+      tx.getTransactionContext(),
+    );
+    if (!delivery) return { kind: 'not-found' };
+    if (!webhook.enabled) return { kind: 'disabled' };
+    if (delivery.leased) return { kind: 'sending' };
+    const [row] = await connection.execute<Record<string, unknown>[]>(
+      `update delivery set status = 'pending', next_attempt_at = now(), schedule_start = attempts, updated_at = now()
+       where id = ? returning *`,
+      [target.deliveryId],
+      'all',
+      tx.getTransactionContext(),
+    );
+    return { kind: 'resent', row: row! };
+  });
+}
+
 /** Hands leases back so another worker can take the rows at once (graceful shutdown). */
 export async function releaseLeases(em: EntityManager, deliveryIds: string[]): Promise<void> {
   if (deliveryIds.length === 0) return;

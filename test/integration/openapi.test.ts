@@ -272,6 +272,13 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
     await call('GET', '/api/v1/webhooks/{id}/deliveries', `/api/v1/webhooks/${id}/deliveries?pageSize=1&page=2`);
     const history = await api.get(`/api/v1/webhooks/${id}/deliveries`);
     expect(history.body.data.length).toBeGreaterThanOrEqual(2);
+    const resend = '/api/v1/webhooks/{id}/deliveries/{delivery_id}/resend';
+    const deliveryId = history.body.data[0].delivery_id as string;
+    await call('POST', resend, `/api/v1/webhooks/${id}/deliveries/${deliveryId}/resend`);
+    await call('POST', resend, `/api/v1/webhooks/${id}/deliveries/del_AAAAAAAAAAAAAAAAAAAA/resend`);
+    expect((await api.put(`/api/v1/webhooks/${id}`, { enabled: false })).status).toBe(200);
+    await call('POST', resend, `/api/v1/webhooks/${id}/deliveries/${deliveryId}/resend`);
+    expect(seen.get(`POST ${resend}`)).toEqual([202, 404, 409]);
 
     const event = { event: 'alert.created', data: { severity: 'high' } };
     const headers = { 'idempotency-key': 'openapi-test-1' };

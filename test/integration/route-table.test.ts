@@ -7,7 +7,7 @@ import { restRoute, type RestRoute } from '../../src/rest/route.js';
 import { compileRoutes } from '../../src/rest/router.js';
 import { restRoutes } from '../../src/rest/routes.js';
 
-// CONTRACT.md section 1, plus the API key paths of section 4.
+// CONTRACT.md section 1, plus the API key paths of section 4 and the recovery paths of section 7.
 const DOCUMENTED = [
   'GET /api/v1/webhooks',
   'POST /api/v1/webhooks',
@@ -17,6 +17,7 @@ const DOCUMENTED = [
   'DELETE /api/v1/webhooks/:id',
   'POST /api/v1/webhooks/:id/test',
   'GET /api/v1/webhooks/:id/deliveries',
+  'POST /api/v1/webhooks/:id/deliveries/:delivery_id/resend',
   'POST /api/v1/events',
   'GET /api/v1/settings/api-keys',
   'POST /api/v1/settings/api-keys',

@@ -1,4 +1,4 @@
-import { defineEntity, p, type InferEntity } from '@mikro-orm/core';
+import { defineEntity, p, type InferEntity, type Opt } from '@mikro-orm/core';
 
 export type DeliveryStatus = 'pending' | 'success' | 'failed' | 'cancelled';
 
@@ -13,6 +13,8 @@ export const DeliverySchema = defineEntity({
     eventType: p.string(),
     status: p.string().$type<DeliveryStatus>(),
     attempts: p.integer(),
+    /** The attempt count when the retry schedule last started from its first step: 0, or the count at the last resend. */
+    scheduleStart: p.integer().$type<Opt<number>>(),
     nextAttemptAt: p.datetime().nullable(),
     leaseExpiresAt: p.datetime().nullable(),
     createdAt: p.datetime(),

@@ -106,6 +106,19 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, ctx) => ctx.services.deliveries.test(ctx.viewer.tenantId, String(id)),
   }),
+  resendDelivery: t.withAuth({ tenant: true }).field({
+    type: DeliveryRef,
+    description: [
+      'Sends a delivery of the webhook again as soon as possible, whatever its status (success, failed, cancelled or waiting for a retry),',
+      'and answers it as the resend left it: pending, due now. The next attempt is numbered after the last one; if it fails,',
+      'the retry schedule starts again from its first step. One delivery is never queued twice: resends made before a worker takes it',
+      'share one attempt. CONFLICT while the webhook is disabled (enable it first) and while a worker is sending the delivery',
+      '(resend once that attempt is recorded); another webhook\'s or tenant\'s delivery is NOT_FOUND.',
+    ].join(' '),
+    args: { webhookId: t.arg.id({ required: true }), deliveryId: t.arg.id({ required: true }) },
+    resolve: (_root, { webhookId, deliveryId }, ctx) =>
+      ctx.services.deliveries.resend(ctx.viewer.tenantId, String(webhookId), String(deliveryId)),
+  }),
 }));
 
 const DeliveryUpdateKindEnum = builder.enumType('DeliveryUpdateKind', {
@@ -116,7 +129,10 @@ const DeliveryUpdateKindEnum = builder.enumType('DeliveryUpdateKind', {
       description:
         'An attempt was recorded. `attempt` is set, and `delivery` has moved on: success, failed after the last retry, or pending with `nextAttemptAt` set for the retry.',
     },
-    status: { description: 'The delivery changed status without an attempt: cancelled, because its webhook was disabled.' },
+    status: {
+      description:
+        'The delivery changed status without an attempt: cancelled, because its webhook was disabled, or pending and due now, because it was resent.',
+    },
   } as const,
 });
 

@@ -48,6 +48,14 @@ const attemptPageBody = z
   })
   .register(responseBodies, { id: 'DeliveryAttemptPage' });
 
+const resentBody = z
+  .object({
+    delivery_id: prefixedId('del'),
+    status: z.literal('pending').describe('Queued to be sent again now.'),
+  })
+  .describe('The delivery, queued to be sent again.')
+  .register(responseBodies, { id: 'ResentDelivery' });
+
 function positiveInt(query: URLSearchParams, name: string): number | undefined {
   const values = query.getAll(name);
   if (values.length === 0) return undefined;
@@ -115,6 +123,27 @@ export const deliveryRoutes: RestRoute[] = [
       response: attemptPageBody,
       errors: [400],
       parameters: HISTORY_PARAMETERS,
+    },
+  }),
+  restRoute({
+    method: 'POST',
+    path: '/api/v1/webhooks/:id/deliveries/:delivery_id/resend',
+    operation: graphql(`mutation ResendDelivery($id: ID!, $deliveryId: ID!) {
+      resendDelivery(webhookId: $id, deliveryId: $deliveryId) { id status }
+    }`),
+    variables: ({ params }) => ({ id: params.id, deliveryId: params.delivery_id }),
+    status: 202,
+    result: (data) => ({ deliveryId: data.resendDelivery.id, status: data.resendDelivery.status }),
+    doc: {
+      summary: 'Send a delivery again',
+      description:
+        'Queues the delivery to be sent again as soon as possible, whatever its status (success, failed, cancelled or waiting for a retry). ' +
+        "The next attempt's number follows the delivery's count; if it fails, the retry schedule starts again from its first step. " +
+        'Resends made before a worker takes the delivery share one attempt. 409 while the webhook is disabled (enable it first) ' +
+        "and while a worker is sending this delivery (resend once that attempt is recorded); another webhook's delivery is 404.",
+      tag: 'Deliveries',
+      response: resentBody,
+      errors: [409],
     },
   }),
 ];

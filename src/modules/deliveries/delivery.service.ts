@@ -1,6 +1,7 @@
-// Delivery history, and the synchronous test ping. Reads are tenant-filtered like everything else.
+// Delivery history, the synchronous test ping and resends. Reads are tenant-filtered like everything else.
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Deliverer } from '../../worker/deliverer.js';
+import { resendDelivery } from '../../worker/queue.js';
 import { AppError, notFound } from '../../errors.js';
 import { isId } from '../../ids.js';
 import { insertEventWithDeliveries } from '../events/event.service.js';
@@ -48,6 +49,8 @@ export class DeliveryService {
     private readonly webhooks: WebhookService,
     /** How long a test ping is leased to the request sending it (WEBHOOK_TIMEOUT + WORKER_LEASE_MARGIN). */
     private readonly testLeaseMs: number,
+    /** Called after a resend committed: announces the change and wakes the workers. */
+    private readonly afterResend?: (delivery: Delivery) => Promise<unknown>,
   ) {}
 
   async attempts(
@@ -90,6 +93,30 @@ export class DeliveryService {
   }
 
   /**
+   * Queues a delivery of the webhook to be sent again now, whatever its status: the next attempt's
+   * number follows the delivery's count, and if it fails the retry schedule starts again from its
+   * first step. Refused while the webhook is disabled, and while a worker is sending the delivery.
+   */
+  async resend(tenantId: string, webhookId: string, deliveryId: string): Promise<Delivery> {
+    if (!isId('wh', webhookId) || !isId('del', deliveryId)) throw notFound('delivery');
+    const outcome = await resendDelivery(this.em, { tenantId, webhookId, deliveryId });
+    switch (outcome.kind) {
+      case 'not-found':
+        throw notFound('delivery');
+      case 'disabled':
+        throw new AppError('CONFLICT', 'the webhook is disabled; enable it first (enabled: true), then resend');
+      case 'sending':
+        throw new AppError('CONFLICT', 'the delivery is being sent right now; resend it once that attempt is recorded');
+      case 'resent':
+        break;
+    }
+    // As the resend left it (pending, due now): a worker may have sent it again by now.
+    const delivery = this.em.map(DeliverySchema, outcome.row);
+    await this.afterResend?.(delivery);
+    return delivery;
+  }
+
+  /**
    * Sends one `ping` now and answers with its attempt, whatever the outcome. Never retried, and
    * allowed while the webhook is disabled: it is how an owner checks an endpoint before enabling.
    */
@@ -115,6 +142,7 @@ export class DeliveryService {
         eventId: event.id,
         eventType: 'ping',
         attempts: 0,
+        scheduleStart: 0,
         url: webhook.url,
         secretEncrypted: webhook.secretEncrypted,
         ...previousSecrets,
