@@ -60,6 +60,8 @@ export interface RestRoute {
   operation: DocumentNode;
   /** When set, a JSON object body is required and checked against it (wrong types are 400). */
   body?: z.ZodType<Record<string, unknown>>;
+  /** The body may be left out; it is then `{}`, checked like any other. */
+  bodyOptional?: boolean;
   variables?(input: RouteInput): Record<string, unknown>;
   /** HTTP status on success. */
   status: number | StatusFromData['status'];

@@ -130,20 +130,20 @@ export function createRestRouter(options: RestRouterOptions): RestRouter {
         if (!viewer) return route.path;
 
         let body: Record<string, unknown> = {};
-        if (route.body) {
-          if (!hasBody(req)) throw new AppError('BAD_REQUEST', 'request body must be a JSON object');
-          if (!isJsonContentType(req.headers['content-type'])) {
-            throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
-          }
-          const parsed = route.body.safeParse(parseJsonObject(await readBody(req, options.maxBodyBytes)));
+        const bodyGiven = hasBody(req);
+        if (bodyGiven && !isJsonContentType(req.headers['content-type'])) {
+          throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
+        }
+        if (route.body && (bodyGiven || route.bodyOptional)) {
+          const parsed = route.body.safeParse(bodyGiven ? parseJsonObject(await readBody(req, options.maxBodyBytes)) : {});
           if (!parsed.success) {
             const issue = parsed.error.issues[0]!;
             const field = issue.path.join('.');
             throw new AppError('BAD_REQUEST', field ? `${field}: ${issue.message}` : issue.message, field ? { field } : undefined);
           }
           body = parsed.data;
-        } else if (hasBody(req) && !isJsonContentType(req.headers['content-type'])) {
-          throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
+        } else if (route.body) {
+          throw new AppError('BAD_REQUEST', 'request body must be a JSON object');
         } else {
           req.resume();
         }

@@ -103,6 +103,19 @@ describe('the OpenAPI document', () => {
     expect(query.sort()).toEqual(['page', 'pageSize', 'per_page', 'status']);
   });
 
+  it('documents secret rotation with an optional body and its answers', () => {
+    const rotate = operation('POST', '/api/v1/webhooks/{id}/secret/rotate');
+    expect(rotate['operationId']).toBe('RotateWebhookSecret');
+    expect(rotate['requestBody']['required']).toBe(false);
+    expect(Object.keys(rotate['requestBody']['content']['application/json']['schema']['properties']).sort()).toEqual([
+      'grace_period_seconds',
+      'secret',
+    ]);
+    expect(Object.keys(rotate['responses'])).toEqual(expect.arrayContaining(['200', '400', '404', '409', '422']));
+    expect(rotate['responses']['200']['content']['application/json']['schema']).toEqual({ $ref: '#/components/schemas/RotatedSecret' });
+    expect(operation('POST', '/api/v1/webhooks')['requestBody']['required']).toBe(true);
+  });
+
   it('a row with a computed status must list its success statuses', () => {
     const row: RestRoute = { method: 'GET', path: '/api/v1/x', operation: parse('query X { webhooks { id } }'), status: () => 200 };
     expect(() => buildOpenApiDocument([row])).toThrow(/GET \/api\/v1\/x/);
@@ -262,6 +275,8 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
     await call('GET', '/api/v1/webhooks/{id}', `/api/v1/webhooks/${id}`);
     await call('PUT', '/api/v1/webhooks/{id}', `/api/v1/webhooks/${id}`, { body: { name: 'Renamed', events: ['alert.created', 'drift.detected'] } });
     await call('POST', '/api/v1/webhooks/{id}/test', `/api/v1/webhooks/${id}/test`);
+    await call('POST', '/api/v1/webhooks/{id}/secret/rotate', `/api/v1/webhooks/${id}/secret/rotate`);
+    await call('POST', '/api/v1/webhooks/{id}/secret/rotate', `/api/v1/webhooks/${id}/secret/rotate`, { body: { grace_period_seconds: 60 } });
     receiver.respond((_req, _n, res) => {
       res.writeHead(500, { 'content-type': 'text/plain', 'x-receiver': 'down' });
       res.end('down');
@@ -302,10 +317,13 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
     await call('POST', '/api/v1/events', '/api/v1/events', { body: { ...event, tenant_id: 'someone-else' } });
     await call('POST', '/api/v1/events', '/api/v1/events', { body: { event: 'ping', data: {} } });
     await call('PUT', '/api/v1/webhooks/{id}', '/api/v1/webhooks/wh_unknown', { body: { enabled: false } });
+    await call('POST', '/api/v1/webhooks/{id}/secret/rotate', '/api/v1/webhooks/wh_unknown/secret/rotate', { body: { grace_period_seconds: -1 } });
+    await call('POST', '/api/v1/webhooks/{id}/secret/rotate', '/api/v1/webhooks/wh_unknown/secret/rotate', { body: { secret: 1 } });
 
     const unseen = documentedOperations(doc).filter((op) => !seen.has(op));
     expect(unseen).toEqual([]);
     expect(seen.get('GET /api/v1/webhooks/{id}')).toEqual([200, 404]);
+    expect(seen.get('POST /api/v1/webhooks/{id}/secret/rotate')).toEqual([200, 200, 422, 400]);
   });
 
   it('answers with the documented rate-limit headers and 429 body when limiting is on', async () => {

@@ -22,6 +22,7 @@ const DOCUMENTED = [
   'GET /api/v1/settings/api-keys',
   'POST /api/v1/settings/api-keys',
   'DELETE /api/v1/settings/api-keys/:id',
+  'POST /api/v1/webhooks/:id/secret/rotate',
 ];
 
 describe('the REST route table', () => {

@@ -1,7 +1,8 @@
 import { builder } from '../../graphql/builder.js';
 import { EVENT_TYPES } from '../events/event-types.js';
 import type { Webhook } from './webhook.entity.js';
-import type { CreatedWebhook } from './webhook.service.js';
+import { DEFAULT_GRACE_PERIOD_SECONDS, MAX_GRACE_PERIOD_SECONDS, MAX_PREVIOUS_SECRETS } from './previous-secrets.js';
+import type { CreatedWebhook, RotatedSecret } from './webhook.service.js';
 
 export const WebhookRef = builder.objectRef<Webhook>('Webhook');
 
@@ -71,6 +72,31 @@ const UpdateWebhookInput = builder.inputType('UpdateWebhookInput', {
   }),
 });
 
+const RotateWebhookSecretPayload = builder.objectRef<RotatedSecret>('RotateWebhookSecretPayload').implement({
+  fields: (t) => ({
+    secret: t.exposeString('secret', {
+      description: 'The new signing secret. Shown here once and never again: store it now.',
+    }),
+    previousSecretExpiresAt: t.expose('previousSecretExpiresAt', {
+      type: 'DateTime',
+      description: 'Until then every attempt is signed with the replaced secret too.',
+    }),
+  }),
+});
+
+const RotateWebhookSecretInput = builder.inputType('RotateWebhookSecretInput', {
+  fields: (t) => ({
+    secret: t.string({
+      required: false,
+      description: 'Your own new signing secret (whsec_ + base64 of 24 bytes); generated when absent.',
+    }),
+    gracePeriodSeconds: t.int({
+      required: false,
+      description: `How long the replaced secret keeps signing, in seconds: 0 to ${MAX_GRACE_PERIOD_SECONDS} (default ${DEFAULT_GRACE_PERIOD_SECONDS}).`,
+    }),
+  }),
+});
+
 builder.queryFields((t) => ({
   webhooks: t.withAuth({ tenant: true }).field({
     type: [WebhookRef],
@@ -99,6 +125,19 @@ builder.mutationFields((t) => ({
     type: WebhookRef,
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWebhookInput, required: true }) },
     resolve: (_root, { id, input }, ctx) => ctx.services.webhooks.update(ctx.viewer.tenantId, String(id), input),
+  }),
+  rotateWebhookSecret: t.withAuth({ tenant: true }).field({
+    type: RotateWebhookSecretPayload,
+    description:
+      'Replaces the signing secret. Until the replaced secret expires, every attempt is signed with both: ' +
+      '`webhook-signature` carries one `v1,` signature per live secret, newest first; `X-InfraAudit-Signature` ' +
+      `uses the new secret only. At most ${MAX_PREVIOUS_SECRETS} previous secrets stay live (the oldest drops first). ` +
+      'A disabled webhook answers CONFLICT.',
+    args: {
+      id: t.arg.id({ required: true }),
+      input: t.arg({ type: RotateWebhookSecretInput, required: false }),
+    },
+    resolve: (_root, { id, input }, ctx) => ctx.services.webhooks.rotateSecret(ctx.viewer.tenantId, String(id), input ?? {}),
   }),
   deleteWebhook: t.withAuth({ tenant: true }).field({
     type: 'Boolean',

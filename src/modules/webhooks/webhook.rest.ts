@@ -3,6 +3,8 @@ import { AppError } from '../../errors.js';
 import { graphql } from '../../rest/graphql.js';
 import { dateTime, prefixedId, responseBodies } from '../../rest/response-body.js';
 import { restRoute, type RestRoute } from '../../rest/route.js';
+import { DEFAULT_GRACE_PERIOD_SECONDS, MAX_GRACE_PERIOD_SECONDS, MAX_PREVIOUS_SECRETS } from './previous-secrets.js';
+import { checkGracePeriod } from './webhook.service.js';
 
 const WebhookFields = graphql(`
   fragment WebhookFields on Webhook { id name url events enabled createdAt updatedAt lastDeliveryStatus lastDeliveryAt }
@@ -71,6 +73,30 @@ const eventTypeListBody = z
   .object({ events: z.array(z.object({ event: z.string().meta({ examples: ['drift.detected'] }), description: z.string() })) })
   .register(responseBodies, { id: 'EventTypeList' });
 
+const rotatedSecretBody = z
+  .object({
+    secret: z
+      .string()
+      .regex(/^whsec_[A-Za-z0-9+/]{32}$/)
+      .describe('The new signing secret, shown in this answer only: store it now.'),
+    previous_secret_expires_at: dateTime().describe('Until then every attempt is signed with the replaced secret too.'),
+  })
+  .describe('The new signing secret, and until when the replaced one keeps signing.')
+  .register(responseBodies, { id: 'RotatedSecret' });
+
+const rotateBody = z
+  .object({
+    secret: z
+      .string({ error: 'secret must be a string' })
+      .optional()
+      .describe('Your own new signing secret: whsec_ followed by the base64 of 24 bytes. Generated when absent.'),
+    grace_period_seconds: z
+      .number({ error: 'grace_period_seconds must be a number' })
+      .optional()
+      .describe(`How long the replaced secret keeps signing: a whole number of seconds from 0 to ${MAX_GRACE_PERIOD_SECONDS}; ${DEFAULT_GRACE_PERIOD_SECONDS} when absent.`),
+  })
+  .describe('Optional: an absent body is the same as {}.');
+
 export const webhookRoutes: RestRoute[] = [
   restRoute({
     method: 'GET',
@@ -130,7 +156,7 @@ export const webhookRoutes: RestRoute[] = [
     body: updateBody,
     variables: ({ params, body }) => {
       if ('secret' in body) {
-        throw new AppError('VALIDATION_ERROR', 'secret cannot be changed; create a new webhook to rotate it', {
+        throw new AppError('VALIDATION_ERROR', 'secret cannot be changed here; rotate it with POST /api/v1/webhooks/{id}/secret/rotate', {
           field: 'secret',
         });
       }
@@ -144,6 +170,36 @@ export const webhookRoutes: RestRoute[] = [
       tag: 'Webhooks',
       response: webhookBody,
       errors: [422],
+    },
+  }),
+  restRoute({
+    method: 'POST',
+    path: '/api/v1/webhooks/:id/secret/rotate',
+    operation: graphql(`
+      mutation RotateWebhookSecret($id: ID!, $input: RotateWebhookSecretInput) {
+        rotateWebhookSecret(id: $id, input: $input) { secret previousSecretExpiresAt }
+      }
+    `),
+    body: rotateBody,
+    bodyOptional: true,
+    // A number GraphQL's Int cannot carry (a fraction, past 2^31) is an invalid value (422), like
+    // any other out of range, rather than a type error: judged here before it meets the schema.
+    variables: ({ params, body }) => ({
+      id: params.id,
+      input: { secret: body.secret, gracePeriodSeconds: checkGracePeriod(body.grace_period_seconds) },
+    }),
+    status: 200,
+    result: (data) => data.rotateWebhookSecret,
+    doc: {
+      summary: "Rotate a webhook's signing secret",
+      description:
+        'The answer carries the new `secret`, shown this once only. Until `previous_secret_expires_at`, every attempt is ' +
+        'signed with the replaced secret too: `webhook-signature` carries one `v1,` signature per live secret, newest first, ' +
+        `separated by spaces; \`X-InfraAudit-Signature\` uses the new secret only. At most ${MAX_PREVIOUS_SECRETS} previous ` +
+        'secrets stay live (the oldest drops first). A disabled webhook answers 409: enable it first.',
+      tag: 'Webhooks',
+      response: rotatedSecretBody,
+      errors: [409, 422],
     },
   }),
   restRoute({

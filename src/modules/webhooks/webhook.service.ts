@@ -1,5 +1,6 @@
 // Subscription management. The only place that decides what a valid webhook is: GraphQL
 // resolvers and the REST routes both land here.
+import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { generateWebhookSecret, isWebhookSecret, type SecretBox } from '../../crypto/secrets.js';
 import { AppError, notFound } from '../../errors.js';
@@ -7,7 +8,13 @@ import { isId, newId } from '../../ids.js';
 import { isStorableText } from '../../db/storable-text.js';
 import { cancelPendingForWebhook } from '../../worker/queue.js';
 import { isEventType } from '../events/event-types.js';
-import { previousSecrets, type PreviousSecrets } from './previous-secrets.js';
+import {
+  DEFAULT_GRACE_PERIOD_SECONDS,
+  MAX_GRACE_PERIOD_SECONDS,
+  previousSecrets,
+  retireSecret,
+  type PreviousSecrets,
+} from './previous-secrets.js';
 import { checkWebhookUrl } from './url-policy.js';
 import { WebhookSchema, type Webhook } from './webhook.entity.js';
 
@@ -22,6 +29,18 @@ export interface WebhookInput {
 export interface CreatedWebhook {
   webhook: Webhook;
   secret: string;
+}
+
+export interface RotateSecretInput {
+  secret?: string | null;
+  gracePeriodSeconds?: number | null;
+}
+
+export interface RotatedSecret {
+  /** The new signing secret, shown this once. */
+  secret: string;
+  /** Until when the replaced secret still signs every attempt. */
+  previousSecretExpiresAt: Date;
 }
 
 export interface WebhookServiceDeps {
@@ -59,6 +78,20 @@ function checkUrl(url: string, allowInsecure: boolean): string {
   const result = checkWebhookUrl(url, allowInsecure);
   if (!result.ok) throw invalid('url', result.message);
   return result.url;
+}
+
+function checkSecret(secret: string): string {
+  if (!isWebhookSecret(secret)) throw invalid('secret', 'secret must be "whsec_" followed by the base64 of 24 bytes (32 characters)');
+  return secret;
+}
+
+/** A rotation's grace period in seconds: a whole number from 0 to 7 days, 1 day when absent. */
+export function checkGracePeriod(seconds: number | null | undefined): number {
+  if (seconds === undefined || seconds === null) return DEFAULT_GRACE_PERIOD_SECONDS;
+  if (!Number.isInteger(seconds) || seconds < 0 || seconds > MAX_GRACE_PERIOD_SECONDS) {
+    throw invalid('grace_period_seconds', `grace_period_seconds must be a whole number from 0 to ${MAX_GRACE_PERIOD_SECONDS}`);
+  }
+  return seconds;
 }
 
 function checkEvents(events: readonly string[]): string[] {
@@ -119,10 +152,7 @@ export class WebhookService {
     const name = checkName(input.name);
     const url = checkUrl(input.url, this.deps.allowInsecureUrls);
     const events = checkEvents(input.events);
-    if (input.secret !== undefined && input.secret !== null && !isWebhookSecret(input.secret)) {
-      throw invalid('secret', 'secret must be "whsec_" followed by the base64 of 24 bytes (32 characters)');
-    }
-    const secret = input.secret ?? generateWebhookSecret();
+    const secret = input.secret === undefined || input.secret === null ? generateWebhookSecret() : checkSecret(input.secret);
     const now = new Date();
     const created = await this.em.transactional(async (em) => {
       await this.reserveWebhookSlot(em, tenantId);
@@ -149,7 +179,7 @@ export class WebhookService {
 
   async update(tenantId: string, id: string, input: WebhookInput): Promise<Webhook> {
     if (input.secret !== undefined) {
-      throw invalid('secret', 'secret cannot be changed; create a new webhook to rotate it');
+      throw invalid('secret', 'secret cannot be changed here; rotate it with POST /api/v1/webhooks/{id}/secret/rotate');
     }
     const changes: Partial<Pick<Webhook, 'name' | 'url' | 'events' | 'enabled'>> = {};
     if (input.name !== undefined) {
@@ -189,6 +219,33 @@ export class WebhookService {
     // pending retry out of the queue in the same statement.
     await this.em.nativeDelete(WebhookSchema, { id: webhook.id, tenantId });
     await this.deps.afterChange?.(webhook.id);
+  }
+
+  /**
+   * Replaces the webhook's signing secret with `input.secret` (or a new one). The replaced secret
+   * keeps signing every attempt, beside the new one, for the grace period. Two rotations of one
+   * webhook at once are serialized by its row lock, so neither retires a secret the other has
+   * already replaced (the loser's new secret would never sign anything).
+   */
+  async rotateSecret(tenantId: string, id: string, input: RotateSecretInput): Promise<RotatedSecret> {
+    // Values are judged before the id is looked up (README: 422 before 404).
+    const secret = input.secret === undefined || input.secret === null ? generateWebhookSecret() : checkSecret(input.secret);
+    const graceSeconds = checkGracePeriod(input.gracePeriodSeconds);
+    if (!isId('wh', id)) throw notFound('webhook');
+    const previousSecretExpiresAt = await this.em.transactional(async (em) => {
+      const webhook = await em.findOne(WebhookSchema, { id, tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (!webhook) throw notFound('webhook');
+      if (!webhook.enabled) {
+        throw new AppError('CONFLICT', 'the webhook is disabled: enable it first, then rotate its secret');
+      }
+      const expiresAt = await retireSecret(em, webhook.id, webhook.secretEncrypted, graceSeconds);
+      em.assign(webhook, { secretEncrypted: this.deps.secretBox.encrypt(secret), updatedAt: new Date() });
+      await em.flush();
+      return expiresAt;
+    });
+    // Workers hand back the spares they hold, claimed with the secrets as they were.
+    await this.deps.afterChange?.(id);
+    return { secret, previousSecretExpiresAt };
   }
 
   /** The webhook's live previous secrets (encrypted), as an attempt is signed with them. */
