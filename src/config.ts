@@ -43,6 +43,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   webhookTimeoutMs: number;
   retryScheduleMs: number[];
+  /** The longest a receiver's Retry-After (on 429 or 503) may stretch a retry's wait. */
+  retryAfterMaxMs: number;
   allowInsecureUrls: boolean;
   rateLimitPerMinute: number;
   /** Requests without valid credentials per client address and minute before 429. */
@@ -165,6 +167,7 @@ const envSchema = z.object({
         return z.NEVER;
       }
     }),
+  WEBHOOK_RETRY_AFTER_MAX: duration('1h'),
   WEBHOOK_ALLOW_INSECURE_URLS: boolean(false),
   RATE_LIMIT_PER_MINUTE: integer(600, 0, 1_000_000),
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(60, 1, 1_000_000),
@@ -244,6 +247,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT,
     retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
+    retryAfterMaxMs: e.WEBHOOK_RETRY_AFTER_MAX,
     allowInsecureUrls: e.WEBHOOK_ALLOW_INSECURE_URLS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     rateLimitAnonymousPerMinute: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,

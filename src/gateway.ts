@@ -112,6 +112,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       secretBox,
       notifier,
       retryScheduleMs: config.retryScheduleMs,
+      retryAfterMaxMs: config.retryAfterMaxMs,
       logger,
     });
 

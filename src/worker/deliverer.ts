@@ -11,6 +11,7 @@ import { deleteExpiredSecrets } from '../modules/webhooks/previous-secrets.js';
 import type { ClaimedDelivery } from './claim.js';
 import { cancelDelivery, type RecordedAttempt } from './queue.js';
 import { createAttemptRecorder } from './recorder.js';
+import { retryWaitMs } from './retry-wait.js';
 import type { Sender, SendResult } from './sender.js';
 
 export interface DeliveryOutcome {
@@ -51,6 +52,8 @@ export function createDeliverer(deps: {
   secretBox: SecretBox;
   notifier: Notifier;
   retryScheduleMs: number[];
+  /** WEBHOOK_RETRY_AFTER_MAX. */
+  retryAfterMaxMs: number;
   logger: Logger;
   metrics?: Pick<Metrics, 'attempts' | 'attemptDuration' | 'deliveriesFinished'>;
 }): Deliverer {
@@ -105,8 +108,10 @@ export function createDeliverer(deps: {
         logger.info({ ...base, attempt, eventType: claimed.eventType }, 'delivery attempt abandoned at shutdown');
         return { result, recorded: null };
       }
-      // The schedule's step for this attempt: a resend starts the schedule again from its first step.
-      const retryInMs = options.noRetry ? null : (deps.retryScheduleMs[claimed.attempts - claimed.scheduleStart] ?? null);
+      // The schedule's step for this attempt (a resend starts the schedule again from its first
+      // step), stretched by a Retry-After on 429 or 503.
+      const step = options.noRetry ? undefined : deps.retryScheduleMs[claimed.attempts - claimed.scheduleStart];
+      const retryInMs = retryWaitMs(step, result, deps.retryAfterMaxMs, Date.now());
       const attemptId = newId('att');
       const notice: DeliveryUpdateNotice = { kind: 'attempt', ...base, attemptId };
       const inStatement = deps.notifier.viaSql ? noticeInStatement(notice) : undefined;

@@ -50,6 +50,7 @@ async function main(config: Config): Promise<void> {
     secretBox: createSecretBox(config.encryptionKey!),
     notifier,
     retryScheduleMs: config.retryScheduleMs,
+    retryAfterMaxMs: config.retryAfterMaxMs,
     logger,
   });
   const scheduler = createScheduler({

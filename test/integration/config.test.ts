@@ -103,6 +103,12 @@ describe('loadConfig', () => {
     expect(loadConfig({ WEBHOOK_RETRY_SCHEDULE: '300ms,10s,2h' }).retryScheduleMs).toEqual([300, 10_000, 7_200_000]);
   });
 
+  it('caps Retry-After at WEBHOOK_RETRY_AFTER_MAX, an hour unless set', () => {
+    expect(loadConfig({}).retryAfterMaxMs).toBe(3_600_000);
+    expect(loadConfig({ WEBHOOK_RETRY_AFTER_MAX: '2s' }).retryAfterMaxMs).toBe(2_000);
+    expect(problemsOf({ WEBHOOK_RETRY_AFTER_MAX: 'soon' }).filter((p) => p.startsWith('WEBHOOK_RETRY_AFTER_MAX:'))).toHaveLength(1);
+  });
+
   it('names every problem at once', () => {
     const problems = problemsOf({
       PORT: 'eighty',
