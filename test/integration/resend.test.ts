@@ -120,6 +120,20 @@ describe('resend, with a retry schedule of one step of an hour', () => {
     expect(after.nextAttemptAt).toBe(second.nextRetryAt);
   });
 
+  it('sends a delivery cancelled by a disable once the webhook is enabled again', async () => {
+    const api = await tenantApi(gw, 'resend-cancelled');
+    const { hook, deliveryId } = await deliveredOnce(api, '/fail-cancelled');
+    expect((await api.put(`/api/v1/webhooks/${hook.id}`, { enabled: false })).status).toBe(200);
+    expect(await deliveryById(api, deliveryId)).toMatchObject({ status: 'cancelled', attemptCount: 1, nextAttemptAt: null });
+    // Enabled again at a URL that answers: the resend goes where the webhook points now.
+    expect((await api.put(`/api/v1/webhooks/${hook.id}`, { enabled: true, url: `${receiver.url}/ok-cancelled` })).status).toBe(200);
+
+    expect((await api.post(resendPath(hook.id, deliveryId))).status).toBe(202);
+    const [again] = await receiver.waitFor(1, { match: (r) => r.path === '/ok-cancelled' && r.json?.delivery_id === deliveryId });
+    expect(again!.headers['x-infraaudit-attempt']).toBe('2');
+    expect(await settled(api, deliveryId, (d) => d.attemptCount === 2)).toMatchObject({ status: 'success', nextAttemptAt: null });
+  });
+
   it("answers 404 for another tenant's delivery, another webhook's and unknown ids", async () => {
     const api = await tenantApi(gw, 'resend-owner');
     const { hook, deliveryId } = await deliveredOnce(api, '/ok-owned');
