@@ -38,6 +38,8 @@ export interface Config {
   /** How much longer than the HTTP timeout a claimed delivery stays leased to its worker. */
   workerLeaseMarginMs: number;
   /** /readyz turns 503 when the worker's claim loop has not come round for this long. */
+  /** A webhook with no success for this long and a delivery failed meanwhile is disabled; 0 never. */
+  webhookDisableAfterMs: number;
   workerStalledAfterMs: number;
   /** How long a stopping process waits for requests and attempts in flight. */
   shutdownTimeoutMs: number;
@@ -156,6 +158,7 @@ const envSchema = z.object({
   WORKER_STALLED_AFTER: duration('60s'),
   SHUTDOWN_TIMEOUT: duration('15s'),
   WEBHOOK_TIMEOUT: duration('10s'),
+  WEBHOOK_DISABLE_AFTER: duration('5d'),
   WEBHOOK_RETRY_SCHEDULE: z
     .string()
     .default('5m,30m,2h')
@@ -246,6 +249,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerStalledAfterMs: e.WORKER_STALLED_AFTER,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT,
+    webhookDisableAfterMs: e.WEBHOOK_DISABLE_AFTER,
     retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
     retryAfterMaxMs: e.WEBHOOK_RETRY_AFTER_MAX,
     allowInsecureUrls: e.WEBHOOK_ALLOW_INSECURE_URLS,

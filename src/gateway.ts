@@ -113,6 +113,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       notifier,
       retryScheduleMs: config.retryScheduleMs,
       retryAfterMaxMs: config.retryAfterMaxMs,
+      disableAfterMs: config.webhookDisableAfterMs,
       logger,
     });
 

@@ -3,6 +3,7 @@ import { Migration20261128000100_rate_limit } from '../../migrations/Migration20
 import { Migration20261128000200_leased_index } from '../../migrations/Migration20261128000200_leased_index.js';
 import { Migration20261204160000_previous_secrets } from '../../migrations/Migration20261204160000_previous_secrets.js';
 import { Migration20261204163000_resend } from '../../migrations/Migration20261204163000_resend.js';
+import { Migration20261204170000_webhook_disabled } from '../../migrations/Migration20261204170000_webhook_disabled.js';
 
 // Listed explicitly rather than discovered from disk, so the compiled build and the TypeScript
 // sources run the same migrations without path guessing.
@@ -12,4 +13,5 @@ export const migrationsList = [
   { name: 'Migration20261128000200_leased_index', class: Migration20261128000200_leased_index },
   { name: 'Migration20261204160000_previous_secrets', class: Migration20261204160000_previous_secrets },
   { name: 'Migration20261204163000_resend', class: Migration20261204163000_resend },
+  { name: 'Migration20261204170000_webhook_disabled', class: Migration20261204170000_webhook_disabled },
 ];

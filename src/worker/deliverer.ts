@@ -6,10 +6,11 @@ import type { SecretBox } from '../crypto/secrets.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Notifier } from '../db/notifier.js';
 import { newId } from '../ids.js';
-import { announce, noticeInStatement, type DeliveryUpdateNotice } from '../subscriptions/delivery-update-notice.js';
 import { deleteExpiredSecrets } from '../modules/webhooks/previous-secrets.js';
+import { CHANNEL_WEBHOOKS_CHANGED } from '../db/notifier.js';
+import { announce, announceCancelled, noticeInStatement, type DeliveryUpdateNotice } from '../subscriptions/delivery-update-notice.js';
 import type { ClaimedDelivery } from './claim.js';
-import { cancelDelivery, type RecordedAttempt } from './queue.js';
+import { cancelDelivery, disableWebhook, type RecordedAttempt } from './queue.js';
 import { createAttemptRecorder } from './recorder.js';
 import { retryWaitMs } from './retry-wait.js';
 import type { Sender, SendResult } from './sender.js';
@@ -54,6 +55,8 @@ export function createDeliverer(deps: {
   retryScheduleMs: number[];
   /** WEBHOOK_RETRY_AFTER_MAX. */
   retryAfterMaxMs: number;
+  /** WEBHOOK_DISABLE_AFTER: a webhook failing this long is disabled (0: never). */
+  disableAfterMs?: number;
   logger: Logger;
   metrics?: Pick<Metrics, 'attempts' | 'attemptDuration' | 'deliveriesFinished'>;
 }): Deliverer {
@@ -82,6 +85,21 @@ export function createDeliverer(deps: {
     }
   };
 
+  /**
+   * After a delivery of the webhook failed for good, or its endpoint answered 410 Gone: disables
+   * the webhook when the rule says so, and tells the subscribers and the workers.
+   */
+  async function disableIfDue(claimed: ClaimedDelivery, reason: 'failing' | 'gone'): Promise<void> {
+    const cancelled = await disableWebhook(deps.orm.em.fork(), claimed, reason, deps.disableAfterMs ?? 0);
+    if (cancelled === null) return;
+    logger.warn({ webhookId: claimed.webhookId, tenantId: claimed.tenantId, reason, cancelled: cancelled.length }, 'webhook disabled');
+    if (cancelled.length > 0) {
+      deps.metrics?.deliveriesFinished.inc({ status: 'cancelled' }, cancelled.length);
+      await announceCancelled(deps.notifier, claimed.tenantId, claimed.webhookId, cancelled, logger);
+    }
+    await deps.notifier.notify(CHANNEL_WEBHOOKS_CHANGED, claimed.webhookId).catch(() => undefined);
+  }
+
   return {
     async deliver(claimed, options = {}) {
       const base = { deliveryId: claimed.id, webhookId: claimed.webhookId, tenantId: claimed.tenantId };
@@ -108,9 +126,13 @@ export function createDeliverer(deps: {
         logger.info({ ...base, attempt, eventType: claimed.eventType }, 'delivery attempt abandoned at shutdown');
         return { result, recorded: null };
       }
+      // 410 Gone: the endpoint says it will not take deliveries again, so none is retried, and its
+      // webhook is disabled before this outcome is recorded, so no more are taken up meanwhile.
+      const gone = result.responseCode === 410;
+      if (gone) await disableIfDue(claimed, 'gone').catch((err: unknown) => logger.error({ err, webhookId: claimed.webhookId }, 'could not disable a gone webhook'));
       // The schedule's step for this attempt (a resend starts the schedule again from its first
       // step), stretched by a Retry-After on 429 or 503.
-      const step = options.noRetry ? undefined : deps.retryScheduleMs[claimed.attempts - claimed.scheduleStart];
+      const step = options.noRetry || gone ? undefined : deps.retryScheduleMs[claimed.attempts - claimed.scheduleStart];
       const retryInMs = retryWaitMs(step, result, deps.retryAfterMaxMs, Date.now());
       const attemptId = newId('att');
       const notice: DeliveryUpdateNotice = { kind: 'attempt', ...base, attemptId };
@@ -140,6 +162,10 @@ export function createDeliverer(deps: {
       );
       if (recorded && !inStatement) await announce(deps.notifier, notice, logger);
       if (claimed.secretsExpired) await dropExpiredSecrets(claimed.webhookId);
+      if (!gone && recorded?.deliveryStatus === 'failed') {
+        // The attempt is recorded either way; a rule not applied now is applied at the next failure.
+        await disableIfDue(claimed, 'failing').catch((err: unknown) => logger.error({ err, webhookId: claimed.webhookId }, 'could not disable a failing webhook'));
+      }
       return { result, recorded };
     },
   };

@@ -38,7 +38,8 @@ export interface AttemptRecord {
 //   start), so overlapping records still list newest first by both seq and created_at; the next
 //   retry is counted from that same instant.
 // - Records of one webhook can commit out of order; the newest attempt decides the webhook's
-//   last_delivery_*, not the last commit.
+//   last_delivery_*, not the last commit, and the newest success its last_success_at (which the
+//   auto-disable rule reads).
 // The planner cannot see how many rows json_to_recordset yields (it assumes 100), so every lookup of a delivery or a webhook is written as \`id = any(array(...))\`: an
 // index probe per input row, never a join that reads a whole table.
 export const RECORD_SQL = `
@@ -85,13 +86,17 @@ with input as (
   from stamped s join attempt a on a.delivery_id = s.id
   where d.id = s.id and d.id = any(array(select id from stamped))
 ), newest as (
-  select distinct on (webhook_id) webhook_id, status, created_at from attempt order by webhook_id, created_at desc
+  select distinct on (webhook_id) webhook_id, status, created_at,
+         max(created_at) filter (where status = 'success') over (partition by webhook_id) as succeeded_at
+  from attempt order by webhook_id, created_at desc
 ), last_delivery as (
   update webhook w
-  set last_delivery_status = n.status, last_delivery_at = n.created_at
+  set last_delivery_status = case when w.last_delivery_at is null or w.last_delivery_at <= n.created_at then n.status else w.last_delivery_status end,
+      last_delivery_at = greatest(w.last_delivery_at, n.created_at),
+      last_success_at = greatest(w.last_success_at, n.succeeded_at)
   from newest n
   where w.id = n.webhook_id and w.id = any(array(select webhook_id from newest))
-    and (w.last_delivery_at is null or w.last_delivery_at <= n.created_at)
+    and (w.last_delivery_at is null or w.last_delivery_at <= n.created_at or n.succeeded_at > coalesce(w.last_success_at, '-infinity'))
 ), notified as (
   select pg_notify(i.channel, i.payload) from attempt a join input i on i.attempt_id = a.id where i.channel is not null
 )
@@ -158,14 +163,17 @@ export async function cancelDelivery(em: EntityManager, deliveryId: string): Pro
   return rows.length > 0;
 }
 
-/** Cancels every pending delivery of a webhook: disabling it stops its retries. */
-export async function cancelPendingForWebhook(em: EntityManager, webhookId: string): Promise<string[]> {
+/**
+ * Cancels every pending delivery of a webhook (but `except`, whose outcome is about to be
+ * recorded): disabling it stops its retries.
+ */
+export async function cancelPendingForWebhook(em: EntityManager, webhookId: string, except = ''): Promise<string[]> {
   const rows = await em
     .getConnection()
     .execute<{ id: string }[]>(
       `update delivery set status = 'cancelled', lease_expires_at = null, next_attempt_at = null, updated_at = now()
-       where webhook_id = ? and status = 'pending' returning id`,
-      [webhookId],
+       where webhook_id = ? and status = 'pending' and id <> ? returning id`,
+      [webhookId, except],
       'all',
       em.getTransactionContext(),
     );
@@ -219,6 +227,38 @@ export async function resendDelivery(
       tx.getTransactionContext(),
     );
     return { kind: 'resent', row: row! };
+  });
+}
+
+/**
+ * Disables a webhook the gateway gave up on, and cancels its pending deliveries, in one
+ * transaction that locks the webhook's row before its deliveries (as a disable by its owner does):
+ * at once when its endpoint answered 410 Gone (`gone`); otherwise (`failing`) only when
+ * `disableAfterMs` is set and the webhook has had no successful attempt since the later of its
+ * newest success and its last enabling for that long. The delivery whose attempt led here keeps its
+ * own outcome. Answers the cancelled deliveries' ids, or null when the webhook was left as it was
+ * (already disabled, deleted, or not failing long enough).
+ */
+export async function disableWebhook(
+  em: EntityManager,
+  delivery: { id: string; webhookId: string },
+  reason: 'failing' | 'gone',
+  disableAfterMs: number,
+): Promise<string[] | null> {
+  const webhookId = delivery.webhookId;
+  if (reason === 'failing' && disableAfterMs <= 0) return null;
+  return em.transactional(async (tx) => {
+    const disabled = await tx.getConnection().execute<{ id: string }[]>(
+      `update webhook set enabled = false, disabled_reason = ?, disabled_at = now(), updated_at = now()
+       where id = ? and enabled
+         and (? = 'gone' or greatest(last_success_at, enabled_at) <= now() - (? * interval '1 millisecond'))
+       returning id`,
+      [reason, webhookId, reason, disableAfterMs],
+      'all',
+      tx.getTransactionContext(),
+    );
+    if (disabled.length === 0) return null;
+    return cancelPendingForWebhook(tx, webhookId, delivery.id);
   });
 }
 

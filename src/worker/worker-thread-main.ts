@@ -51,6 +51,7 @@ async function main(config: Config): Promise<void> {
     notifier,
     retryScheduleMs: config.retryScheduleMs,
     retryAfterMaxMs: config.retryAfterMaxMs,
+    disableAfterMs: config.webhookDisableAfterMs,
     logger,
   });
   const scheduler = createScheduler({

@@ -7,6 +7,8 @@ import { startReceiver } from '../helpers/receiver.js';
 
 const WEBHOOK_KEYS = [
   'created_at',
+  'disabled_at',
+  'disabled_reason',
   'enabled',
   'events',
   'id',

@@ -1,5 +1,8 @@
 import { defineEntity, p, type InferEntity, type Opt } from '@mikro-orm/core';
 
+export const WEBHOOK_DISABLED_REASONS = ['manual', 'failing', 'gone'] as const;
+export type WebhookDisabledReason = (typeof WEBHOOK_DISABLED_REASONS)[number];
+
 export const WebhookSchema = defineEntity({
   name: 'Webhook',
   tableName: 'webhook',
@@ -16,6 +19,13 @@ export const WebhookSchema = defineEntity({
     updatedAt: p.datetime(),
     lastDeliveryStatus: p.string().$type<'success' | 'failed'>().nullable(),
     lastDeliveryAt: p.datetime().nullable(),
+    /** Why the webhook is disabled: null while enabled. */
+    disabledReason: p.string().$type<WebhookDisabledReason>().nullable(),
+    disabledAt: p.datetime().nullable(),
+    /** The newest successful attempt's time (kept by the attempt record). */
+    lastSuccessAt: p.datetime().nullable(),
+    /** When the webhook was created or last enabled again: the auto-disable window starts no earlier. */
+    enabledAt: p.datetime(),
   },
 });
 

@@ -1,6 +1,6 @@
 import { builder } from '../../graphql/builder.js';
 import { EVENT_TYPES } from '../events/event-types.js';
-import type { Webhook } from './webhook.entity.js';
+import { WEBHOOK_DISABLED_REASONS, type Webhook } from './webhook.entity.js';
 import { DEFAULT_GRACE_PERIOD_SECONDS, MAX_GRACE_PERIOD_SECONDS, MAX_PREVIOUS_SECRETS } from './previous-secrets.js';
 import type { CreatedWebhook, RotatedSecret } from './webhook.service.js';
 
@@ -9,6 +9,11 @@ export const WebhookRef = builder.objectRef<Webhook>('Webhook');
 export const DeliveryOutcomeEnum = builder.enumType('DeliveryOutcome', {
   description: 'How the most recent delivery attempt to a webhook ended.',
   values: ['success', 'failed'] as const,
+});
+
+const WebhookDisabledReasonEnum = builder.enumType('WebhookDisabledReason', {
+  description: 'Why a webhook is disabled: by its owner (manual), by the gateway after failing for WEBHOOK_DISABLE_AFTER (failing), or because its endpoint answered 410 Gone (gone).',
+  values: WEBHOOK_DISABLED_REASONS,
 });
 
 WebhookRef.implement({
@@ -27,6 +32,13 @@ WebhookRef.implement({
       resolve: (w) => w.lastDeliveryStatus ?? null,
     }),
     lastDeliveryAt: t.expose('lastDeliveryAt', { type: 'DateTime', nullable: true }),
+    disabledReason: t.field({
+      type: WebhookDisabledReasonEnum,
+      nullable: true,
+      description: 'Null while the webhook is enabled.',
+      resolve: (w) => w.disabledReason ?? null,
+    }),
+    disabledAt: t.expose('disabledAt', { type: 'DateTime', nullable: true, description: 'When it was disabled; null while enabled.' }),
   }),
 });
 

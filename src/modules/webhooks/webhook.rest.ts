@@ -7,7 +7,7 @@ import { DEFAULT_GRACE_PERIOD_SECONDS, MAX_GRACE_PERIOD_SECONDS, MAX_PREVIOUS_SE
 import { checkGracePeriod } from './webhook.service.js';
 
 const WebhookFields = graphql(`
-  fragment WebhookFields on Webhook { id name url events enabled createdAt updatedAt lastDeliveryStatus lastDeliveryAt }
+  fragment WebhookFields on Webhook { id name url events enabled createdAt updatedAt lastDeliveryStatus lastDeliveryAt disabledReason disabledAt }
 `);
 
 // Types are checked here so that wrong JSON types are 400 before GraphQL sees them (GraphQL would
@@ -49,6 +49,11 @@ const webhookFields = {
   updated_at: dateTime(),
   last_delivery_status: z.enum(['success', 'failed']).nullable(),
   last_delivery_at: dateTime().nullable(),
+  disabled_reason: z
+    .enum(['manual', 'failing', 'gone'])
+    .nullable()
+    .describe('Why the webhook is disabled: by its owner (manual), after failing for WEBHOOK_DISABLE_AFTER (failing), or its endpoint answered 410 Gone (gone); null while enabled.'),
+  disabled_at: dateTime().nullable().describe('When it was disabled; null while enabled.'),
 };
 
 const webhookBody = z

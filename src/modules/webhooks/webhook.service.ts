@@ -109,6 +109,13 @@ function checkEvents(events: readonly string[]): string[] {
   return [...seen];
 }
 
+/** The columns that say whether a webhook is enabled and why not, as of `now`, for a change by its owner. */
+function enabledState(enabled: boolean, now: Date): Pick<Webhook, 'enabled' | 'disabledReason' | 'disabledAt' | 'enabledAt'> {
+  return enabled
+    ? { enabled: true, disabledReason: null, disabledAt: null, enabledAt: now }
+    : { enabled: false, disabledReason: 'manual', disabledAt: now, enabledAt: now };
+}
+
 export class WebhookService {
   constructor(
     private readonly em: EntityManager,
@@ -162,12 +169,13 @@ export class WebhookService {
         name,
         url,
         events,
-        enabled: input.enabled ?? true,
         secretEncrypted: this.deps.secretBox.encrypt(secret),
         createdAt: now,
         updatedAt: now,
         lastDeliveryStatus: null,
         lastDeliveryAt: null,
+        ...enabledState(input.enabled ?? true, now),
+        lastSuccessAt: null,
       });
       await em.flush();
       await this.deps.onCreated?.(em, webhook);
@@ -181,7 +189,7 @@ export class WebhookService {
     if (input.secret !== undefined) {
       throw invalid('secret', 'secret cannot be changed here; rotate it with POST /api/v1/webhooks/{id}/secret/rotate');
     }
-    const changes: Partial<Pick<Webhook, 'name' | 'url' | 'events' | 'enabled'>> = {};
+    const changes: Partial<Pick<Webhook, 'name' | 'url' | 'events' | 'enabled' | 'disabledReason' | 'disabledAt' | 'enabledAt'>> = {};
     if (input.name !== undefined) {
       if (input.name === null) throw required('name');
       changes.name = checkName(input.name);
@@ -198,11 +206,16 @@ export class WebhookService {
       if (input.enabled === null) throw new AppError('BAD_REQUEST', 'enabled must be a boolean', { field: 'enabled' });
       changes.enabled = input.enabled;
     }
+    const now = new Date();
     // Values are judged before the id is looked up (README: 422 before 404).
     const webhook = await this.get(tenantId, id);
     if (Object.keys(changes).length > 0) {
+      // Enabling clears why it was disabled and starts a new auto-disable window; disabling by hand
+      // says so, whatever had disabled it before.
+      if (changes.enabled === true && !webhook.enabled) Object.assign(changes, enabledState(true, now));
+      if (changes.enabled === false) Object.assign(changes, enabledState(false, now), { enabledAt: webhook.enabledAt });
       const cancelled = await this.em.transactional(async (em) => {
-        em.assign(webhook, { ...changes, updatedAt: new Date() });
+        em.assign(webhook, { ...changes, updatedAt: now });
         await em.flush();
         // Disabling stops pending retries; events published while disabled never reach it.
         return changes.enabled === false ? cancelPendingForWebhook(em, webhook.id) : [];
