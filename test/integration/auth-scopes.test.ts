@@ -24,6 +24,7 @@ const ROOT_FIELDS: Record<string, { operation: string; needs: 'viewer' | 'tenant
   },
   updateWebhook: { operation: 'mutation { updateWebhook(id: "not-an-id", input: { url: "ftp://x" }) { id } }', needs: 'tenant' },
   deleteWebhook: { operation: 'mutation { deleteWebhook(id: "not-an-id") }', needs: 'tenant' },
+  rotateWebhookSecret: { operation: 'mutation { rotateWebhookSecret(id: "not-an-id") { secret } }', needs: 'tenant' },
   testWebhook: { operation: 'mutation { testWebhook(id: "not-an-id") { id } }', needs: 'tenant' },
   resendDelivery: { operation: 'mutation { resendDelivery(webhookId: "not-an-id", deliveryId: "not-an-id") { id } }', needs: 'tenant' },
   publishEvent: { operation: 'mutation { publishEvent(input: { event: "no.such.event", data: {} }) { id } }', needs: 'viewer' },
