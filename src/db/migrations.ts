@@ -4,6 +4,7 @@ import { Migration20261128000200_leased_index } from '../../migrations/Migration
 import { Migration20261204160000_previous_secrets } from '../../migrations/Migration20261204160000_previous_secrets.js';
 import { Migration20261204163000_resend } from '../../migrations/Migration20261204163000_resend.js';
 import { Migration20261204170000_webhook_disabled } from '../../migrations/Migration20261204170000_webhook_disabled.js';
+import { Migration20261204171000_disabled_reason_values } from '../../migrations/Migration20261204171000_disabled_reason_values.js';
 
 // Listed explicitly rather than discovered from disk, so the compiled build and the TypeScript
 // sources run the same migrations without path guessing.
@@ -14,4 +15,5 @@ export const migrationsList = [
   { name: 'Migration20261204160000_previous_secrets', class: Migration20261204160000_previous_secrets },
   { name: 'Migration20261204163000_resend', class: Migration20261204163000_resend },
   { name: 'Migration20261204170000_webhook_disabled', class: Migration20261204170000_webhook_disabled },
+  { name: 'Migration20261204171000_disabled_reason_values', class: Migration20261204171000_disabled_reason_values },
 ];
