@@ -47,6 +47,10 @@ export interface Config {
   retryScheduleMs: number[];
   /** The longest a receiver's Retry-After (on 429 or 503) may stretch a retry's wait. */
   retryAfterMaxMs: number;
+  /** Deliveries (or events, for include_missed) a bulk recover visits per batch, each batch one short transaction. */
+  recoverBatchSize: number;
+  /** A pause between a worker's recover batches, to leave the database to normal delivery. */
+  recoverBatchDelayMs: number;
   allowInsecureUrls: boolean;
   rateLimitPerMinute: number;
   /** Requests without valid credentials per client address and minute before 429. */
@@ -171,6 +175,8 @@ const envSchema = z.object({
       }
     }),
   WEBHOOK_RETRY_AFTER_MAX: duration('1h'),
+  RECOVER_BATCH_SIZE: integer(1000, 1, 100_000),
+  RECOVER_BATCH_DELAY: duration('0ms'),
   WEBHOOK_ALLOW_INSECURE_URLS: boolean(false),
   RATE_LIMIT_PER_MINUTE: integer(600, 0, 1_000_000),
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(60, 1, 1_000_000),
@@ -252,6 +258,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookDisableAfterMs: e.WEBHOOK_DISABLE_AFTER,
     retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE,
     retryAfterMaxMs: e.WEBHOOK_RETRY_AFTER_MAX,
+    recoverBatchSize: e.RECOVER_BATCH_SIZE,
+    recoverBatchDelayMs: e.RECOVER_BATCH_DELAY,
     allowInsecureUrls: e.WEBHOOK_ALLOW_INSECURE_URLS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     rateLimitAnonymousPerMinute: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,

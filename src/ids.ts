@@ -4,7 +4,7 @@ import { randomFillSync } from 'node:crypto';
 const ID_BODY = /^[A-Za-z0-9_-]{20}$/;
 const ID_BYTES = 15;
 
-export type IdPrefix = 'wh' | 'evt' | 'del' | 'att' | 'key';
+export type IdPrefix = 'wh' | 'evt' | 'del' | 'att' | 'key' | 'rcv';
 
 // Random bytes are drawn from the CSPRNG 256 ids at a time (as crypto.randomUUID does): a call per
 // id cost about 7 µs of CPU in a loop here (more under load), against well under 1 µs for the rest

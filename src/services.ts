@@ -3,10 +3,11 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { SecretBox } from './crypto/secrets.js';
-import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from './db/notifier.js';
+import { CHANNEL_DELIVERIES_DUE, CHANNEL_RECOVERIES, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from './db/notifier.js';
 import type { Deliverer } from './worker/deliverer.js';
 import { ApiKeyService } from './modules/api-keys/api-key.service.js';
 import { DeliveryService, queuePing } from './modules/deliveries/delivery.service.js';
+import { RecoveryService } from './modules/deliveries/recovery.service.js';
 import { EventService, type EventPublisher } from './modules/events/event.service.js';
 import { WebhookService } from './modules/webhooks/webhook.service.js';
 import type { DeliveryUpdateHub } from './subscriptions/delivery-update-hub.js';
@@ -31,6 +32,7 @@ export interface Services {
   apiKeys: ApiKeyService;
   events: EventService;
   deliveries: DeliveryService;
+  recoveries: RecoveryService;
   deliveryUpdates: DeliveryUpdatesService;
 }
 
@@ -62,6 +64,8 @@ export function createServices(em: EntityManager, deps: ServiceDeps): Services {
       await announce(deps.notifier, { kind: 'resent', tenantId, webhookId, deliveryId, attempts, at }, deps.logger);
       await wakeWorkers();
     }),
+    // A hint: workers also look for recoveries to run on every poll.
+    recoveries: new RecoveryService(em, () => deps.notifier.notify(CHANNEL_RECOVERIES, '').catch(() => undefined)),
     deliveryUpdates: new DeliveryUpdatesService(webhooks, deps.deliveryUpdates),
   };
 }

@@ -11,6 +11,8 @@ export const CHANNEL_DELIVERIES_DUE = 'gateway_deliveries_due';
 export const CHANNEL_DELIVERY_UPDATES = 'gateway_delivery_updates';
 /** A webhook was changed or deleted; the payload is its id. Workers hand back its spare rows. */
 export const CHANNEL_WEBHOOKS_CHANGED = 'gateway_webhooks_changed';
+/** A bulk recover was started; workers look for recoveries to run. */
+export const CHANNEL_RECOVERIES = 'gateway_recoveries';
 /** An API key was revoked; the payload is its id. Api instances end the streams opened with it. */
 export const CHANNEL_API_KEYS_REVOKED = 'gateway_api_keys_revoked';
 

@@ -4,6 +4,7 @@ import '../modules/webhooks/webhook.graphql.js';
 import '../modules/api-keys/api-key.graphql.js';
 import '../modules/events/event.graphql.js';
 import '../modules/deliveries/delivery.graphql.js';
+import '../modules/deliveries/recovery.graphql.js';
 
 export const schema: GraphQLSchema = builder.toSchema();
 

@@ -62,7 +62,7 @@ const ERROR_MEANING: Partial<Record<ErrorCode, string>> = {
   FORBIDDEN: 'A valid token that may not do this (a token without a tenant, or publishing for another tenant).',
   NOT_FOUND: "Unknown, malformed or another tenant's id.",
   CONFLICT:
-    "A per-tenant quota is reached (the message names the setting, e.g. MAX_WEBHOOKS_PER_TENANT), or the resource's state forbids the request (a resend or a secret rotation on a disabled webhook: enable it first; a resend of a delivery being sent right now).",
+    "A per-tenant quota is reached (the message names the setting, e.g. MAX_WEBHOOKS_PER_TENANT), or the resource's state forbids the request (a resend, a recover or a secret rotation on a disabled webhook: enable it first; a resend of a delivery being sent right now).",
   PAYLOAD_TOO_LARGE: "The body is over MAX_BODY_BYTES, or an event's serialized data over MAX_EVENT_BYTES.",
   UNSUPPORTED_MEDIA_TYPE: 'The body is not application/json.',
   VALIDATION_ERROR:
@@ -260,7 +260,7 @@ export function buildOpenApiDocument(routes: RestRoute[]): Json {
     },
     tags: [
       { name: 'Webhooks', description: 'Endpoints that receive signed event deliveries.' },
-      { name: 'Deliveries', description: 'Test pings, the delivery history of a webhook, and resends.' },
+      { name: 'Deliveries', description: 'Test pings, the delivery history of a webhook, resends and bulk recovers.' },
       { name: 'Events', description: 'Publishing events to the tenant’s webhooks.' },
       { name: 'API keys', description: 'Tenant-bound `ia_live_` keys.' },
       { name: 'Operations', description: 'Unauthenticated health, readiness and metrics endpoints.' },

@@ -6,11 +6,12 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { CHANNEL_DELIVERIES_DUE, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from '../db/notifier.js';
+import { CHANNEL_DELIVERIES_DUE, CHANNEL_RECOVERIES, CHANNEL_WEBHOOKS_CHANGED, type Notifier } from '../db/notifier.js';
 import type { Deliverer } from './deliverer.js';
 import { claimDue, createHoldings, type ClaimedDelivery } from './claim.js';
 import { deleteExpiredSecrets } from '../modules/webhooks/previous-secrets.js';
 import { pruneAttempts, releaseLeases } from './queue.js';
+import { runRecoveryBatch } from './recovery.js';
 
 export interface SchedulerOptions {
   concurrency: number;
@@ -21,6 +22,10 @@ export interface SchedulerOptions {
   /** The HTTP timeout: how long a spare may wait for the request it follows. */
   requestTimeoutMs: number;
   attemptRetentionMs: number;
+  /** Rows a bulk recover visits per batch (RECOVER_BATCH_SIZE). */
+  recoverBatchSize: number;
+  /** The pause between recover batches (RECOVER_BATCH_DELAY). */
+  recoverBatchDelayMs: number;
 }
 
 export interface Scheduler {
@@ -49,6 +54,8 @@ export function schedulerOptions(config: Config): SchedulerOptions {
     leaseMs: config.webhookTimeoutMs + config.workerLeaseMarginMs,
     requestTimeoutMs: config.webhookTimeoutMs,
     attemptRetentionMs: config.attemptRetentionMs,
+    recoverBatchSize: config.recoverBatchSize,
+    recoverBatchDelayMs: config.recoverBatchDelayMs,
   };
 }
 
@@ -191,6 +198,51 @@ export function createScheduler(deps: {
     }
   }
 
+  // Bulk recovers run beside the claim loop, one batch at a time (src/worker/recovery.ts), so a
+  // large one never holds a claim back for long; woken when one starts, and polled like the queue.
+  let recoverWake: (() => void) | undefined;
+  let recoverWakePending = false;
+  let recoverDone: Promise<void> | undefined;
+  const wakeRecoveries = () => {
+    recoverWakePending = true;
+    recoverWake?.();
+  };
+  const recoverSleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (recoverWakePending || !running) {
+        recoverWakePending = false;
+        resolve();
+        return;
+      }
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        recoverWake = undefined;
+        recoverWakePending = false;
+        resolve();
+      }
+      recoverWake = done;
+    });
+
+  async function recoverLoop(): Promise<void> {
+    while (running) {
+      let ran = false;
+      try {
+        const batch = await runRecoveryBatch(orm.em.fork(), options.recoverBatchSize);
+        ran = batch !== null;
+        if (batch && batch.queued > 0) {
+          await deps.notifier.notify(CHANNEL_DELIVERIES_DUE, '').catch(() => undefined);
+        }
+        if (batch?.completed) logger.info({ recoveryId: batch.recoveryId }, 'recovery completed');
+      } catch (err) {
+        logger.warn({ err }, 'a recover batch failed; retrying');
+      }
+      if (!running) break;
+      if (!ran) await recoverSleep(options.pollIntervalMs);
+      else if (options.recoverBatchDelayMs > 0) await recoverSleep(options.recoverBatchDelayMs);
+    }
+  }
+
   async function prune() {
     try {
       const removed = await pruneAttempts(orm.em.fork(), options.attemptRetentionMs);
@@ -222,11 +274,13 @@ export function createScheduler(deps: {
       unlisten = [
         deps.notifier.listen(CHANNEL_DELIVERIES_DUE, wake),
         // An empty payload: the listening connection was re-established and notices may be lost.
+        deps.notifier.listen(CHANNEL_RECOVERIES, wakeRecoveries),
         deps.notifier.listen(CHANNEL_WEBHOOKS_CHANGED, (webhookId) =>
           handBack(holdings.drop(webhookId === '' ? null : webhookId), 'webhook changed'),
         ),
       ];
       loopDone = loop();
+      recoverDone = recoverLoop();
       void prune();
       pruneTimer = setInterval(() => void prune(), PRUNE_INTERVAL_MS);
       pruneTimer.unref();
@@ -238,7 +292,10 @@ export function createScheduler(deps: {
       unlisten = [];
       clearInterval(pruneTimer);
       wake();
-      await loopDone;
+      wakeRecoveries();
+      // A recover batch under way commits or rolls back as a whole; either way the next process
+      // goes on from where the recovery's row says.
+      await Promise.all([loopDone, recoverDone]);
       // Spares are not sent any more: another worker may take them at once.
       handBack(holdings.drop(null), 'shutdown');
       const pending = [...inFlight.values()];

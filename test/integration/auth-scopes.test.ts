@@ -27,6 +27,11 @@ const ROOT_FIELDS: Record<string, { operation: string; needs: 'viewer' | 'tenant
   rotateWebhookSecret: { operation: 'mutation { rotateWebhookSecret(id: "not-an-id") { secret } }', needs: 'tenant' },
   testWebhook: { operation: 'mutation { testWebhook(id: "not-an-id") { id } }', needs: 'tenant' },
   resendDelivery: { operation: 'mutation { resendDelivery(webhookId: "not-an-id", deliveryId: "not-an-id") { id } }', needs: 'tenant' },
+  recoverWebhook: {
+    operation: 'mutation { recoverWebhook(webhookId: "not-an-id", input: { since: "2024-01-01T00:00:00Z" }) { id } }',
+    needs: 'tenant',
+  },
+  recovery: { operation: '{ recovery(webhookId: "not-an-id", id: "not-an-id") { id } }', needs: 'tenant' },
   publishEvent: { operation: 'mutation { publishEvent(input: { event: "no.such.event", data: {} }) { id } }', needs: 'viewer' },
   createApiKey: { operation: 'mutation { createApiKey(name: "") { key } }', needs: 'tenant' },
   revokeApiKey: { operation: 'mutation { revokeApiKey(id: "not-an-id") }', needs: 'tenant' },

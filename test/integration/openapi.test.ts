@@ -291,9 +291,20 @@ describe('the OpenAPI document and the reference page over HTTP', () => {
     const deliveryId = history.body.data[0].delivery_id as string;
     await call('POST', resend, `/api/v1/webhooks/${id}/deliveries/${deliveryId}/resend`);
     await call('POST', resend, `/api/v1/webhooks/${id}/deliveries/del_AAAAAAAAAAAAAAAAAAAA/resend`);
+    const recover = '/api/v1/webhooks/{id}/recover';
+    const recovered = await api.post(`/api/v1/webhooks/${id}/recover`, { since: new Date(Date.now() - 3_600_000).toISOString(), include_missed: true });
+    check('POST', recover, recovered, `POST /api/v1/webhooks/${id}/recover`);
+    await call('POST', recover, `/api/v1/webhooks/${id}/recover`, { body: { since: '2024-01-01T00:00:00Z', until: '2024-02-01T00:00:00Z' } });
+    await call('POST', recover, `/api/v1/webhooks/${id}/recover`, { body: { since: 1 } });
+    const recovery = '/api/v1/webhooks/{id}/recoveries/{recovery_id}';
+    await call('GET', recovery, `/api/v1/webhooks/${id}/recoveries/${recovered.body.id}`);
+    await call('GET', recovery, `/api/v1/webhooks/${id}/recoveries/rcv_AAAAAAAAAAAAAAAAAAAA`);
     expect((await api.put(`/api/v1/webhooks/${id}`, { enabled: false })).status).toBe(200);
     await call('POST', resend, `/api/v1/webhooks/${id}/deliveries/${deliveryId}/resend`);
     expect(seen.get(`POST ${resend}`)).toEqual([202, 404, 409]);
+    await call('POST', recover, `/api/v1/webhooks/${id}/recover`, { body: { since: new Date(Date.now() - 3_600_000).toISOString() } });
+    expect(seen.get(`POST ${recover}`)).toEqual([202, 422, 400, 409]);
+    expect(seen.get(`GET ${recovery}`)).toEqual([200, 404]);
 
     const event = { event: 'alert.created', data: { severity: 'high' } };
     const headers = { 'idempotency-key': 'openapi-test-1' };

@@ -23,6 +23,8 @@ const DOCUMENTED = [
   'POST /api/v1/settings/api-keys',
   'DELETE /api/v1/settings/api-keys/:id',
   'POST /api/v1/webhooks/:id/secret/rotate',
+  'POST /api/v1/webhooks/:id/recover',
+  'GET /api/v1/webhooks/:id/recoveries/:recovery_id',
 ];
 
 describe('the REST route table', () => {

@@ -56,7 +56,7 @@ function resolveTenant(viewer: Viewer, requested: string | null | undefined): st
 // A delivery id made by Postgres, in the same shape as newId('del'): 15 random bytes, base64url.
 // gen_random_uuid() draws from the same strong source; the 6 + 7 bytes of a version 4 UUID that
 // hold no version or variant bits, and 2 more from a second one, make the 120 random bits.
-const NEW_DELIVERY_ID = `'del_' || translate(encode(
+export const NEW_DELIVERY_ID = `'del_' || translate(encode(
   substring(r.a from 1 for 6) || substring(r.a from 10 for 7) || substring(r.b from 1 for 2), 'base64'), '+/', '-_')`;
 
 // One statement, so publishing is one round trip and one commit: the subscribed webhooks, the
