@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/ids.js';
 import { userToken } from '../helpers/auth.js';
 import { createWebhook, deliveryById, expectUnchangedFor, uniqueTenant } from '../helpers/delivery.js';
+import { onRealPostgres } from '../helpers/database.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { client, type TestClient } from '../helpers/http.js';
 import { answer, startReceiver, type ReceivedRequest, type Receiver } from '../helpers/receiver.js';
@@ -228,6 +229,43 @@ describe('bulk recover', () => {
   });
 });
 
+/**
+ * Writes `count` failed deliveries of the webhook directly, for events published in the last hour,
+ * and `outside` more for events of two days ago; answers their ids, those of the last hour first.
+ */
+async function insertFailedDeliveries(gw: TestGateway, tenant: string, webhookId: string, count: number, outside: number): Promise<string[]> {
+  const rows = Array.from({ length: count + outside }, (_, i) => ({
+    event_id: newId('evt'),
+    delivery_id: newId('del'),
+    age_s: i < count ? 60 + i : 2 * 86_400,
+  }));
+  const connection = gw.gateway.db.orm.em.fork().getConnection();
+  await connection.execute(
+    `insert into event (id, tenant_id, type, data, published_at, delivery_count)
+     select r.event_id, ?, 'drift.detected', '{}'::jsonb, now() - r.age_s * interval '1 second', 1
+     from json_to_recordset(?::json) as r(event_id text, delivery_id text, age_s int)`,
+    [tenant, JSON.stringify(rows)],
+    'run',
+  );
+  await connection.execute(
+    `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, created_at, updated_at)
+     select r.delivery_id, r.event_id, ?, ?, 'drift.detected', 'failed', 1, now(), now()
+     from json_to_recordset(?::json) as r(event_id text, delivery_id text, age_s int)`,
+    [webhookId, tenant, JSON.stringify(rows)],
+    'run',
+  );
+  return rows.map((r) => r.delivery_id);
+}
+
+/** How many drift.detected requests the receiver got per delivery id. */
+function sentPerDelivery(receiver: Receiver): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const r of receiver.requests) {
+    if (r.json?.event === 'drift.detected') counts.set(r.json.delivery_id, (counts.get(r.json.delivery_id) ?? 0) + 1);
+  }
+  return counts;
+}
+
 describe('a bulk recover across a restart', () => {
   const COUNT = 240;
   const OUTSIDE = 6;
@@ -249,27 +287,7 @@ describe('a bulk recover across a restart', () => {
     const hook = await createWebhook(api, { url: `${receiver.url}/restart`, events: ['drift.detected'] });
     await receiver.waitFor(1, { match: (r) => r.json?.event === 'ping' });
 
-    // Failed deliveries, written directly: COUNT in the last hour, OUTSIDE two days ago.
-    const rows = Array.from({ length: COUNT + OUTSIDE }, (_, i) => ({
-      event_id: newId('evt'),
-      delivery_id: newId('del'),
-      age_s: i < COUNT ? 60 + i : 2 * 86_400,
-    }));
-    const connection = gw.gateway.db.orm.em.fork().getConnection();
-    await connection.execute(
-      `insert into event (id, tenant_id, type, data, published_at, delivery_count)
-       select r.event_id, ?, 'drift.detected', '{}'::jsonb, now() - r.age_s * interval '1 second', 1
-       from json_to_recordset(?::json) as r(event_id text, delivery_id text, age_s int)`,
-      [tenant, JSON.stringify(rows)],
-      'run',
-    );
-    await connection.execute(
-      `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, created_at, updated_at)
-       select r.delivery_id, r.event_id, ?, ?, 'drift.detected', 'failed', 1, now(), now()
-       from json_to_recordset(?::json) as r(event_id text, delivery_id text, age_s int)`,
-      [hook.id, tenant, JSON.stringify(rows)],
-      'run',
-    );
+    const ids = await insertFailedDeliveries(gw, tenant, hook.id, COUNT, OUTSIDE);
 
     const res = await api.post(recoverPath(hook.id), { since: ago(24 * HOUR) });
     expect(res.status, res.text).toBe(202);
@@ -288,21 +306,47 @@ describe('a bulk recover across a restart', () => {
 
     const done = await completed(again, hook.id, recoveryId);
     expect(done).toMatchObject({ total: COUNT, queued: COUNT });
-    const inWindow = rows.slice(0, COUNT).map((r) => r.delivery_id);
     await receiver.waitFor(COUNT, { match: (r) => r.path === '/restart' && r.json?.event === 'drift.detected', timeoutMs: 30_000 });
-    const sent = () => {
-      const counts = new Map<string, number>();
-      for (const r of receiver.requests) {
-        if (r.json?.event === 'drift.detected') counts.set(r.json.delivery_id, (counts.get(r.json.delivery_id) ?? 0) + 1);
-      }
-      return counts;
-    };
-    await expectUnchangedFor(500, () => sent().size, COUNT);
-    const counts = sent();
-    expect(inWindow.filter((id) => counts.get(id) !== 1)).toEqual([]);
-    for (const r of rows.slice(COUNT)) expect(counts.has(r.delivery_id)).toBe(false);
+    await expectUnchangedFor(500, () => sentPerDelivery(receiver).size, COUNT);
+    const counts = sentPerDelivery(receiver);
+    expect(ids.slice(0, COUNT).filter((id) => counts.get(id) !== 1)).toEqual([]);
+    for (const id of ids.slice(COUNT)) expect(counts.has(id)).toBe(false);
     // Each was attempted once more, numbered after its first attempt.
     const attempts = receiver.requests.filter((r) => r.json?.event === 'drift.detected').map((r) => r.headers['x-infraaudit-attempt']);
     expect(new Set(attempts)).toEqual(new Set(['2']));
+  });
+});
+
+describe.skipIf(!onRealPostgres)('a bulk recover run by two gateways on one database', () => {
+  const COUNT = 200;
+  let first: TestGateway;
+  let second: TestGateway;
+  let receiver: Receiver;
+
+  beforeAll(async () => {
+    receiver = await startReceiver();
+  });
+  afterAll(async () => {
+    await second?.stop();
+    await first?.close();
+    await receiver?.close();
+  });
+
+  it('queues every failed delivery of the window exactly once, whichever process runs each batch', async () => {
+    const settings = { RECOVER_BATCH_SIZE: '5', WORKER_POLL_INTERVAL: '20ms' };
+    first = await startTestGateway(settings);
+    second = await startTestGateway(settings, first.database);
+    const { api, tenant } = await tenantApi(first, 'recover-two');
+    const hook = await createWebhook(api, { url: `${receiver.url}/two`, events: ['drift.detected'] });
+    await receiver.waitFor(1, { match: (r) => r.json?.event === 'ping' });
+    const ids = await insertFailedDeliveries(first, tenant, hook.id, COUNT, 0);
+
+    const res = await api.post(recoverPath(hook.id), { since: ago(24 * HOUR) });
+    expect(res.status, res.text).toBe(202);
+    expect(await completed(api, hook.id, res.body.id)).toMatchObject({ total: COUNT, queued: COUNT });
+    await receiver.waitFor(COUNT, { match: (r) => r.json?.event === 'drift.detected', timeoutMs: 30_000 });
+    await expectUnchangedFor(500, () => sentPerDelivery(receiver).size, COUNT);
+    const counts = sentPerDelivery(receiver);
+    expect(ids.filter((id) => counts.get(id) !== 1)).toEqual([]);
   });
 });
