@@ -6,6 +6,7 @@ import { Migration20261204163000_resend } from '../../migrations/Migration202612
 import { Migration20261204170000_webhook_disabled } from '../../migrations/Migration20261204170000_webhook_disabled.js';
 import { Migration20261204171000_disabled_reason_values } from '../../migrations/Migration20261204171000_disabled_reason_values.js';
 import { Migration20261204180000_recovery } from '../../migrations/Migration20261204180000_recovery.js';
+import { Migration20261204181000_webhook_failing_since } from '../../migrations/Migration20261204181000_webhook_failing_since.js';
 
 // Listed explicitly rather than discovered from disk, so the compiled build and the TypeScript
 // sources run the same migrations without path guessing.
@@ -18,4 +19,5 @@ export const migrationsList = [
   { name: 'Migration20261204170000_webhook_disabled', class: Migration20261204170000_webhook_disabled },
   { name: 'Migration20261204171000_disabled_reason_values', class: Migration20261204171000_disabled_reason_values },
   { name: 'Migration20261204180000_recovery', class: Migration20261204180000_recovery },
+  { name: 'Migration20261204181000_webhook_failing_since', class: Migration20261204181000_webhook_failing_since },
 ];

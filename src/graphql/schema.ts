@@ -1,6 +1,7 @@
 import { lexicographicSortSchema, printSchema, type GraphQLSchema } from 'graphql';
 import { builder } from './builder.js';
 import '../modules/webhooks/webhook.graphql.js';
+import '../modules/webhooks/webhook-health.graphql.js';
 import '../modules/api-keys/api-key.graphql.js';
 import '../modules/events/event.graphql.js';
 import '../modules/deliveries/delivery.graphql.js';

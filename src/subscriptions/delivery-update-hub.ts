@@ -1,4 +1,6 @@
-// Live delivery updates for the subscribers of one api process.
+// Live delivery updates for the subscribers of one api process, and webhooks' health changes
+// (webhookHealth), which travel on the same channel as notices of kind `health` and count in the
+// same per-tenant quota.
 //
 // One listener on CHANNEL_DELIVERY_UPDATES per gateway, however many subscribers: notices carry
 // ids only, and one drain loop loads what they name (with a fresh EntityManager fork per batch)
@@ -25,6 +27,7 @@ import { DeliveryAttemptSchema, type DeliveryAttempt } from '../modules/deliveri
 import { DeliverySchema, type Delivery } from '../modules/deliveries/delivery.entity.js';
 import type { CredentialsEnd, CredentialWatch } from './credential-watch.js';
 import { parseNotice, type UpdateNotice } from './delivery-update-notice.js';
+import { loadHealthChanges, type WebhookHealthChange } from './webhook-health-change.js';
 
 export type DeliveryUpdateKind = 'created' | 'attempt' | 'status';
 
@@ -38,7 +41,13 @@ export interface DeliveryUpdate {
  * What a subscription yields: updates, and last of all `overflow` if it fell too far behind, or
  * `credentials-ended` once its token expired or its API key was revoked.
  */
-export type DeliveryUpdateMessage = DeliveryUpdate | { kind: 'overflow' } | { kind: 'credentials-ended'; why: CredentialsEnd };
+export type DeliveryUpdateMessage = DeliveryUpdate | SubscriptionEnd;
+
+/** The last message of a subscription that ends on its own. */
+export type SubscriptionEnd = { kind: 'overflow' } | { kind: 'credentials-ended'; why: CredentialsEnd };
+
+/** What a webhookHealth subscription yields: changes, and last of all why it ended, as above. */
+export type WebhookHealthMessage = WebhookHealthChange | SubscriptionEnd;
 
 export interface DeliveryUpdateHub {
   /**
@@ -46,6 +55,8 @@ export interface DeliveryUpdateHub {
    * `credentials`, the subscription ends when they do.
    */
   subscribe(tenantId: string, webhookId: string | null, credentials?: Viewer): AsyncIterableIterator<DeliveryUpdateMessage>;
+  /** Health changes of one webhook (webhookHealth), under the same quota and rules. */
+  subscribeHealth(tenantId: string, webhookId: string, credentials?: Viewer): AsyncIterableIterator<WebhookHealthMessage>;
   /** Throws RATE_LIMITED when the tenant may not open one more subscription here now. */
   checkRoom(tenantId: string): void;
   /** Subscriptions open here, over every transport (for the metrics gauge). */
@@ -102,22 +113,24 @@ function asResent(d: Delivery, n: { attempts: number; at: string }): Delivery {
   return { ...d, status: 'pending', attempts: n.attempts, nextAttemptAt: at, leaseExpiresAt: null, updatedAt: at };
 }
 
-class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
-  private queue: DeliveryUpdateMessage[] = [];
-  private readonly waiting: ((result: IteratorResult<DeliveryUpdateMessage>) => void)[] = [];
+class Subscription<U extends DeliveryUpdate | WebhookHealthChange> implements AsyncIterableIterator<U | SubscriptionEnd> {
+  private queue: (U | SubscriptionEnd)[] = [];
+  private readonly waiting: ((result: IteratorResult<U | SubscriptionEnd>) => void)[] = [];
   private open = true;
   /** Stops watching the credentials it was opened with. */
   unwatch: () => void = () => undefined;
 
   constructor(
+    /** deliveryUpdates or webhookHealth: which updates it takes. */
+    readonly topic: 'deliveries' | 'health',
     readonly tenantId: string,
     readonly webhookId: string | null,
     /** When it started (this process's clock), which bounds what a replay may send it. */
     readonly since: number,
-    private readonly detach: (s: Subscription) => void,
+    private readonly detach: (s: AnySubscription) => void,
   ) {}
 
-  push(update: DeliveryUpdate): void {
+  push(update: U): void {
     if (!this.open) return;
     const waiter = this.waiting.shift();
     if (waiter) {
@@ -135,12 +148,12 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
     if (!this.open) return;
     this.open = false;
     this.unwatch();
-    this.detach(this);
+    this.detach(this as AnySubscription);
     if (this.queue.length === 0) for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
   }
 
   /** Ends with `last` as the only message still to be handed out. */
-  finish(last: DeliveryUpdateMessage): void {
+  finish(last: SubscriptionEnd): void {
     if (!this.open) return;
     const waiter = this.waiting.shift();
     if (waiter) waiter({ value: last, done: false });
@@ -148,32 +161,36 @@ class Subscription implements AsyncIterableIterator<DeliveryUpdateMessage> {
     this.stop();
   }
 
-  next(): Promise<IteratorResult<DeliveryUpdateMessage>> {
+  next(): Promise<IteratorResult<U | SubscriptionEnd>> {
     const value = this.queue.shift();
     if (value) return Promise.resolve({ value, done: false });
     if (!this.open) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
-  return(): Promise<IteratorResult<DeliveryUpdateMessage>> {
+  return(): Promise<IteratorResult<U | SubscriptionEnd>> {
     this.queue = [];
     this.stop();
     for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
     return Promise.resolve({ value: undefined, done: true });
   }
 
-  throw(): Promise<IteratorResult<DeliveryUpdateMessage>> {
+  throw(): Promise<IteratorResult<U | SubscriptionEnd>> {
     return this.return();
   }
 
-  [Symbol.asyncIterator](): AsyncIterableIterator<DeliveryUpdateMessage> {
+  [Symbol.asyncIterator](): AsyncIterableIterator<U | SubscriptionEnd> {
     return this;
   }
 }
 
+type AnySubscription = Subscription<DeliveryUpdate> | Subscription<WebhookHealthChange>;
+
+const takesDeliveries = (s: AnySubscription): s is Subscription<DeliveryUpdate> => s.topic === 'deliveries';
+
 export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUpdateHub {
   const { notifier, orm, logger, maxPerTenant, credentials } = deps;
-  const byTenant = new Map<string, Set<Subscription>>();
+  const byTenant = new Map<string, Set<AnySubscription>>();
   const recentAttempts = new Set<string>();
   let backlog: UpdateNotice[] = [];
   let draining = false;
@@ -184,26 +201,31 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
   let heardAt = Date.now();
   let openCount = 0;
 
-  const detach = (s: Subscription) => {
+  const detach = (s: AnySubscription) => {
     const set = byTenant.get(s.tenantId);
     if (!set?.delete(s)) return;
     openCount -= 1;
     if (set.size === 0) byTenant.delete(s.tenantId);
   };
 
-  function wanted(tenantId: string, webhookId: string | null): boolean {
+  function wanted(topic: AnySubscription['topic'], tenantId: string, webhookId: string | null): boolean {
     const set = byTenant.get(tenantId);
     if (!set) return false;
-    if (webhookId === null) return true;
-    for (const s of set) if (s.webhookId === null || s.webhookId === webhookId) return true;
+    for (const s of set) if (s.topic === topic && (webhookId === null || s.webhookId === null || s.webhookId === webhookId)) return true;
     return false;
   }
 
-  function fanOut(update: DeliveryUpdate, accept: (s: Subscription) => boolean = () => true): void {
+  function fanOut(update: DeliveryUpdate, accept: (s: Subscription<DeliveryUpdate>) => boolean = () => true): void {
     const set = byTenant.get(update.delivery.tenantId);
     if (!set) return;
     for (const s of [...set]) {
-      if ((s.webhookId === null || s.webhookId === update.delivery.webhookId) && accept(s)) s.push(update);
+      if (takesDeliveries(s) && (s.webhookId === null || s.webhookId === update.delivery.webhookId) && accept(s)) s.push(update);
+    }
+  }
+
+  function fanOutHealth(change: WebhookHealthChange): void {
+    for (const s of [...(byTenant.get(change.tenantId) ?? [])]) {
+      if (!takesDeliveries(s) && s.webhookId === change.webhookId) s.push(change);
     }
   }
 
@@ -225,7 +247,7 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
     if (notice.kind !== 'resync') {
       heardAt = Date.now();
       const webhookId = notice.kind === 'event' ? null : notice.webhookId;
-      if (!wanted(notice.tenantId, webhookId)) return;
+      if (!wanted(notice.kind === 'health' ? 'health' : 'deliveries', notice.tenantId, webhookId)) return;
     } else if (byTenant.size === 0) {
       heardAt = Date.now();
       return;
@@ -265,6 +287,7 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
     const attemptIds = new Set<string>();
     const eventIds = new Set<string>();
     const pingWebhookIds = new Set<string>();
+    const healthEventIds = new Set<string>();
     for (const n of batch) {
       if (n.kind === 'attempt') {
         deliveryIds.add(n.deliveryId);
@@ -277,8 +300,11 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
         eventIds.add(n.eventId);
       } else if (n.kind === 'ping') {
         pingWebhookIds.add(n.webhookId);
+      } else if (n.kind === 'health') {
+        healthEventIds.add(n.eventId);
       }
     }
+    const healthChanges = await loadHealthChanges(em, [...healthEventIds]);
     const deliveries = new Map<string, Delivery>();
     if (deliveryIds.size > 0) {
       for (const d of await em.find(DeliverySchema, { id: { $in: [...deliveryIds] } })) deliveries.set(d.id, d);
@@ -321,6 +347,9 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
       } else if (n.kind === 'ping') {
         const delivery = pings.get(n.webhookId);
         if (delivery) fanOut({ kind: 'created', delivery: asQueued(delivery), attempt: null });
+      } else if (n.kind === 'health') {
+        const change = healthChanges.get(n.eventId);
+        if (change && change.webhookId === n.webhookId) fanOutHealth(change);
       } else {
         await replayMissedAttempts();
       }
@@ -363,30 +392,33 @@ export function createDeliveryUpdateHub(deps: DeliveryUpdateHubDeps): DeliveryUp
     );
   }
 
+  function open<S extends AnySubscription>(subscription: S, viewer: Viewer | undefined): S {
+    if (!closed) checkRoom(subscription.tenantId);
+    if (closed) {
+      subscription.stop();
+      return subscription;
+    }
+    if (!unlisten) {
+      unlisten = notifier.listen(CHANNEL_DELIVERY_UPDATES, onNotification);
+      heardAt = Date.now();
+    }
+    let set = byTenant.get(subscription.tenantId);
+    if (!set) {
+      set = new Set();
+      byTenant.set(subscription.tenantId, set);
+    }
+    set.add(subscription);
+    openCount += 1;
+    if (viewer) subscription.unwatch = credentials.watch(viewer, (why) => subscription.finish({ kind: 'credentials-ended', why }));
+    return subscription;
+  }
+
   return {
     checkRoom,
     openCount: () => openCount,
-    subscribe(tenantId, webhookId, viewer) {
-      if (!closed) checkRoom(tenantId);
-      const subscription = new Subscription(tenantId, webhookId, Date.now(), detach);
-      if (closed) {
-        subscription.stop();
-        return subscription;
-      }
-      if (!unlisten) {
-        unlisten = notifier.listen(CHANNEL_DELIVERY_UPDATES, onNotification);
-        heardAt = Date.now();
-      }
-      let set = byTenant.get(tenantId);
-      if (!set) {
-        set = new Set();
-        byTenant.set(tenantId, set);
-      }
-      set.add(subscription);
-      openCount += 1;
-      if (viewer) subscription.unwatch = credentials.watch(viewer, (why) => subscription.finish({ kind: 'credentials-ended', why }));
-      return subscription;
-    },
+    subscribe: (tenantId, webhookId, viewer) => open(new Subscription<DeliveryUpdate>('deliveries', tenantId, webhookId, Date.now(), detach), viewer),
+    subscribeHealth: (tenantId, webhookId, viewer) =>
+      open(new Subscription<WebhookHealthChange>('health', tenantId, webhookId, Date.now(), detach), viewer),
     close() {
       if (closed) return;
       closed = true;

@@ -3,8 +3,8 @@
 // no subscriber for it; each api instance loads what a notice names and filters by tenant itself.
 // Every notice carries its tenant so an instance with no subscriber for that tenant drops it
 // without touching the database. This file is the only one that writes or reads the format: the
-// worker (attempts, cancellations), publishing (events), webhooks (pings, cancellations), resends
-// and the hub that listens all go through it.
+// worker (attempts, cancellations, health changes), publishing (events), webhooks (pings,
+// cancellations), resends and the hub that listens all go through it.
 import type { Logger } from 'pino';
 import { CHANNEL_DELIVERY_UPDATES, type Notifier } from '../db/notifier.js';
 
@@ -19,6 +19,8 @@ export type UpdateNotice =
   | { kind: 'event'; tenantId: string; eventId: string }
   /** A new webhook's verification ping was queued. */
   | { kind: 'ping'; tenantId: string; webhookId: string }
+  /** A webhook's health changed; `eventId` is the operational event written for it. */
+  | { kind: 'health'; tenantId: string; webhookId: string; eventId: string; change: 'failing' | 'disabled' | 'recovered' }
   /** The LISTEN connection was re-established: anything sent meanwhile was missed. */
   | { kind: 'resync' };
 
@@ -68,6 +70,11 @@ export function parseNotice(payload: string): UpdateNotice | null {
       return isString(n['eventId']) ? { kind: 'event', tenantId, eventId: n['eventId'] } : null;
     case 'ping':
       return isString(n['webhookId']) ? { kind: 'ping', tenantId, webhookId: n['webhookId'] } : null;
+    case 'health': {
+      const { webhookId, eventId, change } = n;
+      if (!isString(webhookId) || !isString(eventId) || (change !== 'failing' && change !== 'disabled' && change !== 'recovered')) return null;
+      return { kind: 'health', tenantId, webhookId, eventId, change };
+    }
     case 'status': {
       const ids = n['deliveryIds'];
       if (!Array.isArray(ids) || !ids.every(isString)) return null;

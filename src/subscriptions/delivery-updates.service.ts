@@ -2,7 +2,7 @@
 // watch before the process-wide hub takes over.
 import type { TenantViewer } from '../auth/viewer.js';
 import type { WebhookService } from '../modules/webhooks/webhook.service.js';
-import type { DeliveryUpdateHub, DeliveryUpdateMessage } from './delivery-update-hub.js';
+import type { DeliveryUpdateHub, DeliveryUpdateMessage, WebhookHealthMessage } from './delivery-update-hub.js';
 
 export class DeliveryUpdatesService {
   constructor(
@@ -21,5 +21,16 @@ export class DeliveryUpdatesService {
     this.hub.checkRoom(tenantId);
     if (webhookId !== null) await this.webhooks.get(tenantId, webhookId);
     return this.hub.subscribe(tenantId, webhookId, viewer);
+  }
+
+  /**
+   * Health changes (failing, disabled, recovered) of one webhook of the viewer's tenant, checked
+   * and bounded as above.
+   */
+  async subscribeHealth(viewer: TenantViewer, webhookId: string): Promise<AsyncIterableIterator<WebhookHealthMessage>> {
+    const { tenantId } = viewer;
+    this.hub.checkRoom(tenantId);
+    await this.webhooks.get(tenantId, webhookId);
+    return this.hub.subscribeHealth(tenantId, webhookId, viewer);
   }
 }

@@ -13,6 +13,7 @@ import type { ClaimedDelivery } from './claim.js';
 import { cancelDelivery, disableWebhook, type RecordedAttempt } from './queue.js';
 import { createAttemptRecorder } from './recorder.js';
 import { retryWaitMs } from './retry-wait.js';
+import { announceHealth, markFailing, markRecovered, type HealthChange } from './webhook-health.js';
 import type { Sender, SendResult } from './sender.js';
 
 export interface DeliveryOutcome {
@@ -90,14 +91,31 @@ export function createDeliverer(deps: {
    * the webhook when the rule says so, and tells the subscribers and the workers.
    */
   async function disableIfDue(claimed: ClaimedDelivery, reason: 'failing' | 'gone'): Promise<void> {
-    const cancelled = await disableWebhook(deps.orm.em.fork(), claimed, reason, deps.disableAfterMs ?? 0);
-    if (cancelled === null) return;
+    const disabled = await disableWebhook(deps.orm.em.fork(), claimed, reason, deps.disableAfterMs ?? 0);
+    if (disabled === null) return;
+    const { cancelled } = disabled;
     logger.warn({ webhookId: claimed.webhookId, tenantId: claimed.tenantId, reason, cancelled: cancelled.length }, 'webhook disabled');
     if (cancelled.length > 0) {
       deps.metrics?.deliveriesFinished.inc({ status: 'cancelled' }, cancelled.length);
       await announceCancelled(deps.notifier, claimed.tenantId, claimed.webhookId, cancelled, logger);
     }
     await deps.notifier.notify(CHANNEL_WEBHOOKS_CHANGED, claimed.webhookId).catch(() => undefined);
+    await announceHealth(deps.notifier, disabled.health, logger);
+  }
+
+  /**
+   * Applies a health transition (webhook-health.ts) and announces it. The attempt is recorded
+   * either way; a transition not made now is made at the webhook's next failure or success.
+   */
+  async function changeHealth(claimed: ClaimedDelivery, transition: () => Promise<HealthChange | null>): Promise<void> {
+    try {
+      const change = await transition();
+      if (!change) return;
+      logger.warn({ webhookId: change.webhookId, tenantId: change.tenantId, change: change.kind, eventId: change.eventId, deliveries: change.deliveries }, 'webhook health changed');
+      await announceHealth(deps.notifier, change, logger);
+    } catch (err) {
+      logger.error({ err, webhookId: claimed.webhookId }, 'could not record a webhook health change');
+    }
   }
 
   return {
@@ -129,6 +147,7 @@ export function createDeliverer(deps: {
       // 410 Gone: the endpoint says it will not take deliveries again, so none is retried, and its
       // webhook is disabled before this outcome is recorded, so no more are taken up meanwhile.
       const gone = result.responseCode === 410;
+      if (gone) await changeHealth(claimed, () => markFailing(deps.orm.em.fork(), claimed, result.responseCode, null));
       if (gone) await disableIfDue(claimed, 'gone').catch((err: unknown) => logger.error({ err, webhookId: claimed.webhookId }, 'could not disable a gone webhook'));
       // The schedule's step for this attempt (a resend starts the schedule again from its first
       // step), stretched by a Retry-After on 429 or 503.
@@ -162,7 +181,13 @@ export function createDeliverer(deps: {
       );
       if (recorded && !inStatement) await announce(deps.notifier, notice, logger);
       if (claimed.secretsExpired) await dropExpiredSecrets(claimed.webhookId);
+      if (recorded?.endsFailingSince) {
+        const succeededAt = recorded.recordedAt;
+        await changeHealth(claimed, () => markRecovered(deps.orm.em.fork(), claimed.webhookId, succeededAt));
+      }
       if (!gone && recorded?.deliveryStatus === 'failed') {
+        const failedAt = recorded.recordedAt;
+        await changeHealth(claimed, () => markFailing(deps.orm.em.fork(), claimed, result.responseCode, failedAt));
         // The attempt is recorded either way; a rule not applied now is applied at the next failure.
         await disableIfDue(claimed, 'failing').catch((err: unknown) => logger.error({ err, webhookId: claimed.webhookId }, 'could not disable a failing webhook'));
       }

@@ -4,11 +4,19 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { runStatement } from '../db/statements.js';
 import type { ClaimedDelivery } from './claim.js';
 import type { SendResult } from './sender.js';
+import { publishHealthEvent, type HealthChange } from './webhook-health.js';
 
 export interface RecordedAttempt {
   attemptId: string;
   deliveryStatus: 'pending' | 'success' | 'failed' | 'cancelled';
   nextAttemptAt: Date | null;
+  /** The attempt's time, as stored. */
+  recordedAt: Date;
+  /**
+   * For a successful attempt, the webhook's failing_since as the record found it (under the
+   * webhook's row lock): set when this success ends a run of failures. Null otherwise.
+   */
+  endsFailingSince: Date | null;
 }
 
 export interface AttemptRecord {
@@ -40,6 +48,9 @@ export interface AttemptRecord {
 // - Records of one webhook can commit out of order; the newest attempt decides the webhook's
 //   last_delivery_*, not the last commit, and the newest success its last_success_at (which the
 //   auto-disable rule reads).
+// - A success reports the webhook's failing_since, read with the row lock it already holds, so
+//   the caller learns for free whether it ends a run of failures (webhook-health.ts): the common
+//   case, a success of a healthy webhook, costs nothing more.
 // The planner cannot see how many rows json_to_recordset yields (it assumes 100), so every lookup of a delivery or a webhook is written as \`id = any(array(...))\`: an
 // index probe per input row, never a join that reads a whole table.
 export const RECORD_SQL = `
@@ -50,7 +61,7 @@ with input as (
     response_headers jsonb, response_body text, response_body_truncated boolean, error text, error_class text,
     retry_in_ms double precision, channel text, payload text)
 ), locked_webhook as (
-  select w.id from webhook w where w.id = any(array(select webhook_id from input)) order by w.id for no key update
+  select w.id, w.failing_since from webhook w where w.id = any(array(select webhook_id from input)) order by w.id for no key update
 ), locked as (
   select d.id, case when d.status = 'pending' then i.outcome else d.status end as status
   from delivery d
@@ -100,8 +111,10 @@ with input as (
 ), notified as (
   select pg_notify(i.channel, i.payload) from attempt a join input i on i.attempt_id = a.id where i.channel is not null
 )
-select a.id as attempt_id, s.status, a.next_retry_at, (select count(*) from notified) as notified
-from attempt a join stamped s on s.id = a.delivery_id`;
+select a.id as attempt_id, s.status, a.next_retry_at, a.created_at,
+       case when a.status = 'success' then lw.failing_since end as failing_since,
+       (select count(*) from notified) as notified
+from attempt a join stamped s on s.id = a.delivery_id left join locked_webhook lw on lw.id = a.webhook_id`;
 
 /**
  * Stores attempts (of distinct deliveries) and moves each delivery on, in one statement: success,
@@ -133,7 +146,13 @@ export async function recordAttempts(em: EntityManager, inputs: readonly Attempt
     channel: notice?.channel ?? null,
     payload: notice?.payload ?? null,
   }));
-  const recorded = await runStatement<{ attempt_id: string; status: RecordedAttempt['deliveryStatus']; next_retry_at: Date | string | null }>(
+  const recorded = await runStatement<{
+    attempt_id: string;
+    status: RecordedAttempt['deliveryStatus'];
+    next_retry_at: Date | string | null;
+    created_at: Date | string;
+    failing_since: Date | string | null;
+  }>(
     em,
     RECORD_SQL,
     [JSON.stringify(rows)],
@@ -146,6 +165,8 @@ export async function recordAttempts(em: EntityManager, inputs: readonly Attempt
       attemptId,
       deliveryStatus: row.status,
       nextAttemptAt: row.next_retry_at === null ? null : new Date(row.next_retry_at),
+      recordedAt: new Date(row.created_at),
+      endsFailingSince: row.failing_since === null ? null : new Date(row.failing_since),
     };
   });
 }
@@ -244,21 +265,29 @@ export async function disableWebhook(
   delivery: { id: string; webhookId: string },
   reason: 'failing' | 'gone',
   disableAfterMs: number,
-): Promise<string[] | null> {
+): Promise<{ cancelled: string[]; health: HealthChange } | null> {
   const webhookId = delivery.webhookId;
   if (reason === 'failing' && disableAfterMs <= 0) return null;
   return em.transactional(async (tx) => {
-    const disabled = await tx.getConnection().execute<{ id: string }[]>(
+    const [disabled] = await tx.getConnection().execute<{ tenant_id: string; failing_since: Date | string | null; disabled_at: Date | string }[]>(
       `update webhook set enabled = false, disabled_reason = ?, disabled_at = now(), updated_at = now()
        where id = ? and enabled
          and (? = 'gone' or greatest(last_success_at, enabled_at) <= now() - (? * interval '1 millisecond'))
-       returning id`,
+       returning tenant_id, failing_since, disabled_at`,
       [reason, webhookId, reason, disableAfterMs],
       'all',
       tx.getTransactionContext(),
     );
-    if (disabled.length === 0) return null;
-    return cancelPendingForWebhook(tx, webhookId, delivery.id);
+    if (!disabled) return null;
+    const cancelled = await cancelPendingForWebhook(tx, webhookId, delivery.id);
+    // The webhook.disabled event commits with the disable, so it is sent exactly once per disable.
+    const health = await publishHealthEvent(tx, {
+      tenantId: disabled.tenant_id,
+      webhookId,
+      kind: 'disabled',
+      data: { reason, failed_since: new Date(disabled.failing_since ?? disabled.disabled_at).toISOString() },
+    });
+    return { cancelled, health };
   });
 }
 

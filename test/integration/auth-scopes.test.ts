@@ -36,6 +36,7 @@ const ROOT_FIELDS: Record<string, { operation: string; needs: 'viewer' | 'tenant
   createApiKey: { operation: 'mutation { createApiKey(name: "") { key } }', needs: 'tenant' },
   revokeApiKey: { operation: 'mutation { revokeApiKey(id: "not-an-id") }', needs: 'tenant' },
   deliveryUpdates: { operation: 'subscription { deliveryUpdates(webhookId: "not-an-id") { kind } }', needs: 'tenant' },
+  webhookHealth: { operation: 'subscription { webhookHealth(webhookId: "not-an-id") { kind } }', needs: 'tenant' },
 };
 
 const NOT_BOUND = { message: 'this token is not bound to a tenant', extensions: { code: 'FORBIDDEN' } };

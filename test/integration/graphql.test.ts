@@ -105,7 +105,7 @@ describe('webhooks over GraphQL', () => {
     expect(withoutOutcome(one.body.data.webhook)).toEqual(withoutOutcome(list.body.data.webhooks[1]));
   });
 
-  it('webhookEventTypes lists the nine event types', async () => {
+  it('webhookEventTypes lists the twelve event types', async () => {
     const res = await gql.graphql(`{ webhookEventTypes { event description } }`);
     const types = res.body.data.webhookEventTypes as { event: string; description: string }[];
     expect(types.map((t) => t.event).sort()).toEqual(
@@ -119,6 +119,9 @@ describe('webhooks over GraphQL', () => {
         'ping',
         'remediation.completed',
         'vulnerability.found',
+        'webhook.disabled',
+        'webhook.failing',
+        'webhook.recovered',
       ],
     );
     for (const t of types) expect(t.description.length).toBeGreaterThan(0);

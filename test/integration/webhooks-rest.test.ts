@@ -30,6 +30,9 @@ const DOCUMENTED_EVENTS = [
   'job.completed',
   'remediation.completed',
   'ping',
+  'webhook.failing',
+  'webhook.disabled',
+  'webhook.recovered',
 ];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -3,7 +3,7 @@ import type { PublishResult } from './event.service.js';
 
 const PublishEventInput = builder.inputType('PublishEventInput', {
   fields: (t) => ({
-    event: t.string({ required: true, description: 'A known event type other than ping.' }),
+    event: t.string({ required: true, description: 'A known event type, other than those the gateway sends itself (ping, webhook.failing, webhook.disabled, webhook.recovered).' }),
     data: t.field({ type: 'JSONObject', required: true }),
     tenantId: t.string({
       required: false,

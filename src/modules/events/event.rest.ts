@@ -19,7 +19,7 @@ export const eventRoutes: RestRoute[] = [
       publishEvent(input: $input) { id event deliveries replayed }
     }`),
     body: z.object({
-      event: z.string({ error: 'event is required and must be a string' }).describe('A known event type other than ping.'),
+      event: z.string({ error: 'event is required and must be a string' }).describe('A known event type, other than those the gateway sends itself (ping, webhook.failing, webhook.disabled, webhook.recovered).'),
       data: z.record(z.string(), z.unknown(), { error: 'data is required and must be a JSON object' }).describe('The event payload.'),
       tenant_id: z
         .string({ error: 'tenant_id must be a string' })

@@ -11,7 +11,7 @@ import { isValidTenantId, TENANT_ID_RULE } from '../../auth/tenant-id.js';
 import { AppError } from '../../errors.js';
 import { newId } from '../../ids.js';
 import { noticeInStatement } from '../../subscriptions/delivery-update-notice.js';
-import { isEventType } from './event-types.js';
+import { isEventType, isSentByGateway } from './event-types.js';
 
 export interface PublishInput {
   event: string;
@@ -91,6 +91,10 @@ export const PUBLISH_TO_SUBSCRIBERS = publishStatement(`
 );
 const PUBLISH_TO_ONE = publishStatement(`
   select id, seq from webhook where id = $8 and tenant_id = $2`,
+);
+// The operational events about one webhook ($8) go to the tenant's other webhooks.
+const PUBLISH_TO_OTHERS = publishStatement(`
+  select id, seq from webhook where tenant_id = $2 and enabled and $3 = any(events) and id <> $8`,
 );
 
 // Several events in one statement, for publishes that arrive together (group commit: see
@@ -202,6 +206,8 @@ export async function insertEventWithDeliveries(
     data: Record<string, unknown>;
     idempotencyKey?: string | null;
     onlyWebhookId?: string;
+    /** To the tenant's subscribed webhooks but this one. */
+    exceptWebhookId?: string;
     leaseMs?: number;
     notices?: { channel: string; payload: string }[];
   },
@@ -216,11 +222,12 @@ export async function insertEventWithDeliveries(
     input.leaseMs ?? null,
     JSON.stringify(input.notices ?? []),
   ];
-  const [row] = await runStatement<{ published_at: Date | string; delivery_ids: string[] }>(
-    em,
-    input.onlyWebhookId ? PUBLISH_TO_ONE : PUBLISH_TO_SUBSCRIBERS,
-    input.onlyWebhookId ? [...values, input.onlyWebhookId] : values,
-  );
+  const [statement, params] = input.onlyWebhookId
+    ? [PUBLISH_TO_ONE, [...values, input.onlyWebhookId]]
+    : input.exceptWebhookId
+      ? [PUBLISH_TO_OTHERS, [...values, input.exceptWebhookId]]
+      : [PUBLISH_TO_SUBSCRIBERS, values];
+  const [row] = await runStatement<{ published_at: Date | string; delivery_ids: string[] }>(em, statement, params);
   const deliveryIds = row!.delivery_ids;
   return { id, deliveries: deliveryIds.length, deliveryIds, publishedAt: new Date(row!.published_at) };
 }
@@ -238,8 +245,8 @@ export class EventService {
   async publish(viewer: Viewer, input: PublishInput): Promise<PublishResult> {
     const tenantId = resolveTenant(viewer, input.tenantId);
     if (input.event.trim() === '') throw new AppError('BAD_REQUEST', 'event is required', { field: 'event' });
-    if (input.event === 'ping') {
-      throw new AppError('VALIDATION_ERROR', 'ping is sent by the gateway itself and cannot be published', { field: 'event' });
+    if (isSentByGateway(input.event)) {
+      throw new AppError('VALIDATION_ERROR', `${input.event} is sent by the gateway itself and cannot be published`, { field: 'event' });
     }
     if (!isEventType(input.event)) {
       throw new AppError('VALIDATION_ERROR', `unknown event type: ${JSON.stringify(input.event)}`, { field: 'event' });

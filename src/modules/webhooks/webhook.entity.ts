@@ -26,6 +26,8 @@ export const WebhookSchema = defineEntity({
     lastSuccessAt: p.datetime().nullable(),
     /** When the webhook was created or last enabled again: the auto-disable window starts no earlier. */
     enabledAt: p.datetime(),
+    /** When its current run of failures began (a delivery reached failed); cleared by its next success. */
+    failingSince: p.datetime().nullable(),
   },
 });
 
