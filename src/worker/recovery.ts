@@ -70,11 +70,14 @@ const COUNT_FAILED = `
   where d.webhook_id = ? and d.status = 'failed' and e.published_at >= ? and e.published_at < ?`;
 
 // The tenant's events in [since, until), published after the webhook was created, of a type it
-// subscribes to now, that it never got. Pings are each for one webhook: never another's.
+// subscribes to now, that it never got. Pings are each for one webhook: never another's; and the
+// gateway's notices that a webhook is failing or was disabled go to the tenant's other webhooks
+// only, so never to the webhook they are about.
 const COUNT_MISSED = `
   select count(*) as n from event e, webhook w
   where w.id = ? and e.tenant_id = w.tenant_id and e.published_at >= ? and e.published_at < ? and e.published_at > w.created_at
     and e.type = any(w.events) and e.type <> 'ping'
+    and not (e.type in ('webhook.failing', 'webhook.disabled') and e.data->>'webhook_id' = w.id)
     and not exists (select 1 from delivery d where d.event_id = e.id and d.webhook_id = w.id)`;
 
 export type CreateRecoveryOutcome = { kind: 'created'; recovery: Recovery } | { kind: 'not-found' | 'disabled' };
@@ -179,7 +182,7 @@ const MISSED_BATCH = `
 with w as (
   select id, tenant_id, created_at, events from webhook where id = ?
 ), scanned as (
-  select e.id, e.type, e.published_at from event e, w
+  select e.id, e.type, e.published_at, e.data->>'webhook_id' as about from event e, w
   where e.tenant_id = w.tenant_id and e.published_at >= ? and e.published_at < ? and e.published_at > w.created_at
     and (e.published_at, e.id) > (?::timestamptz, ?::text)
   order by e.published_at, e.id limit ?
@@ -188,6 +191,7 @@ with w as (
   select ${NEW_DELIVERY_ID}, r.id, w.id, w.tenant_id, r.type, 'pending', 0, now()
   from (select s.*, uuid_send(gen_random_uuid()) as a, uuid_send(gen_random_uuid()) as b from scanned s) r, w
   where r.type = any(w.events) and r.type <> 'ping'
+    and not (r.type in ('webhook.failing', 'webhook.disabled') and r.about is not distinct from w.id)
   order by r.published_at, r.id
   on conflict (event_id, webhook_id) do nothing
   returning id

@@ -142,6 +142,26 @@ describe('bulk recover', () => {
     await expectUnchangedFor(300, sentTo, [0, 1, 1, 0, 1]);
   });
 
+  it("with include_missed, never sends a webhook the gateway's notice that it is failing, which went to the tenant's other webhooks", async () => {
+    const { api } = await tenantApi(gw, 'recover-ops');
+    const since = ago(1000);
+    const watcher = await createWebhook(api, { url: `${receiver.url}/ops-watcher`, events: ['webhook.failing'] });
+    const path = '/ops-failing';
+    down.add(path);
+    const hook = await createWebhook(api, { url: `${receiver.url}${path}`, events: ['drift.detected', 'webhook.failing'] });
+    const { deliveryId } = await failedDelivery(api, path, 'o-1');
+    await receiver.waitFor(1, { match: (r) => r.path === '/ops-watcher' && r.json?.data?.webhook_id === hook.id });
+    down.delete(path);
+
+    const res = await api.post(recoverPath(hook.id), { since, include_missed: true });
+    expect(res.status, res.text).toBe(202);
+    // Its failed ping and o-1; not the webhook.failing about itself.
+    expect(await completed(api, hook.id, res.body.id)).toMatchObject({ total: 2, queued: 2 });
+    await expect.poll(async () => (await deliveryById(api, deliveryId))?.status).toBe('success');
+    await expectUnchangedFor(300, () => receiver.requests.filter((r) => r.path === path && r.json?.event === 'webhook.failing').length, 0);
+    expect(watcher.id).not.toBe(hook.id);
+  });
+
   it('answers 400 for wrong JSON types, 422 for a bad window, 409 on a disabled webhook and 404 for what is not the caller\'s', async () => {
     const { api } = await tenantApi(gw, 'recover-checks');
     const hook = await createWebhook(api, { url: `${receiver.url}/checks`, events: ['drift.detected'] });
