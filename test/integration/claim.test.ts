@@ -41,8 +41,6 @@ async function seed(due: number[], tenants: string[] = []): Promise<string[]> {
   // The claim looks at every webhook: each test starts from an empty queue.
   await conn.execute('delete from webhook');
   await conn.execute('delete from event');
-  await conn.execute(`insert into event (id, tenant_id, type, data, delivery_count, published_at)
-    values ('evt_claim${tag}', 'claim-tests', 'drift.detected', '{}', 0, now())`);
   for (const [i, id] of hooks.entries()) {
     const tenant = tenants[i] ?? 'claim-tests';
     await conn.execute(
@@ -50,12 +48,18 @@ async function seed(due: number[], tenants: string[] = []): Promise<string[]> {
        values (?, ?, ?, 'https://receiver.example/hook', 'x', array['drift.detected'], true, now(), now())`,
       [id, tenant, `hook ${i}`],
     );
+    // One event per delivery, as publishing makes them (a webhook gets one delivery of an event).
+    await conn.execute(
+      `insert into event (id, tenant_id, type, data, delivery_count, published_at)
+       select 'evt_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), ?, 'drift.detected', '{}', 1, now() from generate_series(1, ?) n`,
+      [i, tenant, due[i]],
+    );
     await conn.execute(
       `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
-       select 'del_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), 'evt_claim${tag}', ?, ?, 'drift.detected', 'pending', 0,
+       select 'del_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), 'evt_cl${tag}x' || ? || 'n' || lpad(n::text, 3, '0'), ?, ?, 'drift.detected', 'pending', 0,
               now() - interval '1 minute' + (? * interval '1 second') + (n * interval '1 millisecond'), now(), now()
        from generate_series(1, ?) n`,
-      [i, id, tenant, i, due[i]],
+      [i, i, id, tenant, i, due[i]],
     );
   }
   return hooks;
@@ -228,8 +232,13 @@ async function addWebhook(tenant: string, due: number): Promise<string> {
     [id, tenant],
   );
   await conn.execute(
+    `insert into event (id, tenant_id, type, data, delivery_count, published_at)
+     select 'evt_cy${tag}x' || lpad(n::text, 5, '0'), ?, 'drift.detected', '{}', 1, now() from generate_series(1, ?) n`,
+    [tenant, due],
+  );
+  await conn.execute(
     `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
-     select 'del_cy${tag}x' || lpad(n::text, 5, '0'), (select id from event limit 1), ?, ?, 'drift.detected', 'pending', 0,
+     select 'del_cy${tag}x' || lpad(n::text, 5, '0'), 'evt_cy${tag}x' || lpad(n::text, 5, '0'), ?, ?, 'drift.detected', 'pending', 0,
             now() - interval '1 second', now(), now()
      from generate_series(1, ?) n`,
     [id, tenant, due],

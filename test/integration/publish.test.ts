@@ -230,6 +230,25 @@ describe('publishing events (REST and GraphQL)', () => {
       }
     });
 
+    it('data nested thousands of levels deep is 422, over REST and GraphQL, never a 500', async () => {
+      const depth = 20_000;
+      const deep = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+      const rest = await fetch(`${gw.url}/api/v1/events`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: `{"event":"drift.detected","data":${deep}}`,
+      });
+      expect(rest.status).toBe(422);
+      expect(await rest.json()).toMatchObject({ code: 'VALIDATION_ERROR', details: { field: 'data' } });
+      const graphql = await fetch(`${gw.url}/graphql`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: `{"query":"mutation($d: JSONObject!) { publishEvent(input: {event: \\"drift.detected\\", data: $d}) { id } }","variables":{"d":${deep}}}`,
+      });
+      const answer = (await graphql.json()) as { errors?: { extensions?: { code?: string } }[] };
+      expect(answer.errors?.[0]?.extensions?.code).toBe('VALIDATION_ERROR');
+    });
+
     it('data that is not a JSON object (array, string, number, null, missing) is 400', async () => {
       for (const data of [[1, 2], 'text', 42, null, undefined]) {
         const res = await api.post('/api/v1/events', { event: 'drift.detected', data });

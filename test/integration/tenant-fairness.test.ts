@@ -79,18 +79,20 @@ describe('fair sharing between tenants', () => {
 async function seedDue(gateway: TestGateway, tenant: string, hooks: string[], perWebhook: number): Promise<void> {
   const conn = gateway.gateway.db.orm.em.fork().getConnection();
   // Ids in the gateway's shape: a prefix and 20 characters.
-  await conn.execute(
-    `insert into event (id, tenant_id, type, data, delivery_count, published_at)
-     values ('evt_fairhogfairhogfairho', ?, ?, '{}', ?, now() - interval '1 minute')`,
-    [tenant, EVENT, hooks.length * perWebhook],
-  );
   for (const [i, webhookId] of hooks.entries()) {
+    // One event per delivery, as publishing makes them (a webhook gets one delivery of an event).
+    await conn.execute(
+      `insert into event (id, tenant_id, type, data, delivery_count, published_at)
+       select 'evt_fairhog' || lpad(?::text, 2, '0') || 'n' || lpad(n::text, 10, '0'), ?, ?, '{}', 1, now() - interval '1 minute'
+       from generate_series(1, ?) n`,
+      [i, tenant, EVENT, perWebhook],
+    );
     await conn.execute(
       `insert into delivery (id, event_id, webhook_id, tenant_id, event_type, status, attempts, next_attempt_at, created_at, updated_at)
-       select 'del_fairhog' || lpad(?::text, 2, '0') || 'n' || lpad(n::text, 10, '0'), 'evt_fairhogfairhogfairho', ?, ?, ?,
+       select 'del_fairhog' || lpad(?::text, 2, '0') || 'n' || lpad(n::text, 10, '0'), 'evt_fairhog' || lpad(?::text, 2, '0') || 'n' || lpad(n::text, 10, '0'), ?, ?, ?,
               'pending', 0, now() - interval '1 minute' + (n * interval '1 millisecond'), now(), now()
        from generate_series(1, ?) n`,
-      [i, webhookId, tenant, EVENT, perWebhook],
+      [i, i, webhookId, tenant, EVENT, perWebhook],
     );
   }
 }

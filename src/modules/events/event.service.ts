@@ -255,10 +255,7 @@ export class EventService {
     if (typeof data !== 'object' || data === null || Array.isArray(data)) {
       throw new AppError('BAD_REQUEST', 'data must be a JSON object', { field: 'data' });
     }
-    // Measured on the serialized data, whichever way it arrived (REST body or GraphQL variables).
-    if (Buffer.byteLength(JSON.stringify(data)) > this.maxEventBytes) {
-      throw new AppError('PAYLOAD_TOO_LARGE', `data is larger than ${this.maxEventBytes} bytes once serialized`, { field: 'data' });
-    }
+    // The depth first: serializing data nested thousands deep would overflow the stack.
     const unstorable = unstorableJson(data);
     if (unstorable) {
       const message =
@@ -266,6 +263,10 @@ export class EventService {
           ? 'data must not contain NUL characters or unpaired surrogates'
           : `data must not nest deeper than ${MAX_JSON_DEPTH} levels`;
       throw new AppError('VALIDATION_ERROR', message, { field: 'data' });
+    }
+    // Measured on the serialized data, whichever way it arrived (REST body or GraphQL variables).
+    if (Buffer.byteLength(JSON.stringify(data)) > this.maxEventBytes) {
+      throw new AppError('PAYLOAD_TOO_LARGE', `data is larger than ${this.maxEventBytes} bytes once serialized`, { field: 'data' });
     }
     const key = input.idempotencyKey ?? null;
     if (key !== null && (key === '' || key.length > IDEMPOTENCY_KEY_MAX)) {
