@@ -11,7 +11,7 @@ import { createWebhook, uniqueTenant } from '../helpers/delivery.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { client } from '../helpers/http.js';
 import { answer, startReceiver, type ReceivedRequest, type Receiver } from '../helpers/receiver.js';
-import { sseSubscribe, until } from '../helpers/subscriptions.js';
+import { sseSubscribe, until, wsClient, wsSubscribe } from '../helpers/subscriptions.js';
 
 const EVENT = 'drift.detected';
 const OPERATIONAL = ['webhook.failing', 'webhook.disabled', 'webhook.recovered'];
@@ -176,6 +176,35 @@ describe('operational events', () => {
       expect(disabledEvent!.json.data).toEqual({ webhook_id: hook.id, reason: 'gone', failed_since: failingEvent!.json.data.failed_since });
       expect(monitor.requests.filter((r) => r.path === '/gone-monitor').map((r) => r.json?.event).sort()).toEqual(['ping', 'webhook.disabled', 'webhook.failing']);
     } finally {
+      await gone.close();
+    }
+  });
+
+  it('streams failing then disabled over WebSocket (graphql-ws) when an endpoint answers 410 Gone', async () => {
+    const tenant = uniqueTenant('ws-health');
+    const token = await userToken(tenant);
+    const api = client(gw.url, token);
+    const gone = await startReceiver((req, n, res) => (req.json?.event === 'ping' ? answer(200)(req, n, res) : answer(410, 'gone')(req, n, res)));
+    const ws = wsClient(gw.url, { token });
+    try {
+      const hook = await createWebhook(api, { url: `${gone.url}/ws-gone`, events: [EVENT] });
+      await gone.waitFor(1, { match: ofType('ping') });
+      const before = openSubscriptions();
+      const feed = wsSubscribe(ws, { webhookId: hook.id }, WEBHOOK_HEALTH);
+      const health = () => feed.results.flatMap((r) => ((r.data as { webhookHealth?: HealthMessage } | undefined)?.webhookHealth ? [(r.data as { webhookHealth: HealthMessage }).webhookHealth] : []));
+      try {
+        await until(() => openSubscriptions() === before + 1, 10_000, 'the webhookHealth subscription over WebSocket');
+        const res = await client(gw.url, await serviceToken()).post('/api/v1/events', { event: EVENT, data: { ws: true }, tenant_id: tenant });
+        expect(res.status, res.text).toBe(202);
+        await feed.waitFor(() => health().length >= 2, 15_000, 'failing and disabled over WebSocket');
+        expect(health().map((m) => m.kind)).toEqual(['failing', 'disabled']);
+        expect(health()[0]).toMatchObject({ webhookId: hook.id, eventType: EVENT, lastResponseCode: 410 });
+        expect(health()[1]).toMatchObject({ webhookId: hook.id, reason: 'gone', failedSince: health()[0]!.failedSince });
+      } finally {
+        feed.close();
+      }
+    } finally {
+      await ws.dispose();
       await gone.close();
     }
   });
