@@ -218,18 +218,29 @@ export type ResendOutcome =
  *   disabling take: a disable waits for the resend and then cancels what it queued, or commits
  *   first and the resend sees the webhook disabled.
  */
+/**
+ * Locks a webhook's row for share inside `tx` (a disable, a delete or a rotation of it waits) and
+ * answers whether it is enabled; undefined when there is no such webhook (of that tenant, if given).
+ */
+export async function lockWebhookForShare(tx: EntityManager, webhookId: string, tenantId?: string): Promise<{ enabled: boolean } | undefined> {
+  const [webhook] = await tx
+    .getConnection()
+    .execute<{ enabled: boolean }[]>(
+      `select enabled from webhook where id = ?${tenantId === undefined ? '' : ' and tenant_id = ?'} for share`,
+      tenantId === undefined ? [webhookId] : [webhookId, tenantId],
+      'all',
+      tx.getTransactionContext(),
+    );
+  return webhook;
+}
+
 export async function resendDelivery(
   em: EntityManager,
   target: { tenantId: string; webhookId: string; deliveryId: string },
 ): Promise<ResendOutcome> {
   return em.transactional(async (tx) => {
     const connection = tx.getConnection();
-    const [webhook] = await connection.execute<{ enabled: boolean }[]>(
-      'select enabled from webhook where id = ? and tenant_id = ? for share',
-      [target.webhookId, target.tenantId],
-      'all',
-      tx.getTransactionContext(),
-    );
+    const webhook = await lockWebhookForShare(tx, target.webhookId, target.tenantId);
     if (!webhook) return { kind: 'not-found' };
     const [delivery] = await connection.execute<{ leased: boolean }[]>(
       `select coalesce(lease_expires_at > now(), false) as leased from delivery where id = ? and webhook_id = ? for update`,

@@ -15,6 +15,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { newId } from '../ids.js';
 import { NEW_DELIVERY_ID } from '../modules/events/event.service.js';
+import { lockWebhookForShare } from './queue.js';
 
 export interface Recovery {
   id: string;
@@ -93,12 +94,7 @@ export async function createRecovery(
 ): Promise<CreateRecoveryOutcome> {
   return em.transactional(async (tx) => {
     const connection = tx.getConnection();
-    const [webhook] = await connection.execute<{ enabled: boolean }[]>(
-      'select enabled from webhook where id = ? and tenant_id = ? for share',
-      [input.webhookId, input.tenantId],
-      'all',
-      tx.getTransactionContext(),
-    );
+    const webhook = await lockWebhookForShare(tx, input.webhookId, input.tenantId);
     if (!webhook) return { kind: 'not-found' };
     if (!webhook.enabled) return { kind: 'disabled' };
     const [failed] = await connection.execute<{ n: number | string }[]>(
@@ -232,12 +228,7 @@ export async function runRecoveryBatch(em: EntityManager, limit: number): Promis
   for (const candidate of candidates) {
     const batch = await em.transactional(async (tx) => {
       const connection = tx.getConnection();
-      const [webhook] = await connection.execute<{ enabled: boolean }[]>(
-        'select enabled from webhook where id = ? for share',
-        [candidate.webhook_id],
-        'all',
-        tx.getTransactionContext(),
-      );
+      const webhook = await lockWebhookForShare(tx, candidate.webhook_id);
       if (!webhook) return null;
       const [recovery] = await connection.execute<
         { since: Date | string; until: Date | string; include_missed: boolean; phase: 'failed' | 'missed' | 'done'; cursor_id: string | null; cursor_at: string | null }[]

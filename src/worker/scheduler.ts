@@ -74,34 +74,14 @@ export function createScheduler(deps: {
   const holdings = createHoldings({ leaseMs: options.leaseMs, requestTimeoutMs: options.requestTimeoutMs });
   const inFlight = new Map<string, Promise<void>>();
   let running = false;
-  let wakePending = false;
-  let wakeUp: (() => void) | undefined;
+  const claims = createAlarm();
   let loopDone: Promise<void> | undefined;
   let unlisten: (() => void)[] = [];
   let pruneTimer: NodeJS.Timeout | undefined;
   let abandoned = new AbortController();
 
-  const wake = () => {
-    wakePending = true;
-    wakeUp?.();
-  };
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (wakePending) {
-        wakePending = false;
-        resolve();
-        return;
-      }
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        wakeUp = undefined;
-        wakePending = false;
-        resolve();
-      }
-      wakeUp = done;
-    });
+  const wake = claims.wake;
+  const sleep = claims.sleep;
 
   /** Releases being written; the stop waits for them before the database closes. */
   const handingBack = new Set<Promise<void>>();
@@ -200,29 +180,10 @@ export function createScheduler(deps: {
 
   // Bulk recovers run beside the claim loop, one batch at a time (src/worker/recovery.ts), so a
   // large one never holds a claim back for long; woken when one starts, and polled like the queue.
-  let recoverWake: (() => void) | undefined;
-  let recoverWakePending = false;
+  const recoveries = createAlarm();
   let recoverDone: Promise<void> | undefined;
-  const wakeRecoveries = () => {
-    recoverWakePending = true;
-    recoverWake?.();
-  };
-  const recoverSleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (recoverWakePending || !running) {
-        recoverWakePending = false;
-        resolve();
-        return;
-      }
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        recoverWake = undefined;
-        recoverWakePending = false;
-        resolve();
-      }
-      recoverWake = done;
-    });
+  const wakeRecoveries = recoveries.wake;
+  const recoverSleep = recoveries.sleep;
 
   async function recoverLoop(): Promise<void> {
     while (running) {
@@ -318,5 +279,36 @@ export function createScheduler(deps: {
       }
       await Promise.all([...handingBack]);
     },
+  };
+}
+
+/**
+ * A sleep that a wake cuts short; a wake while nothing sleeps makes the next sleep return at once,
+ * so a wake between a loop's check and its sleep is never lost (stop wakes every loop this way).
+ */
+function createAlarm(): { wake: () => void; sleep: (ms: number) => Promise<void> } {
+  let pending = false;
+  let ring: (() => void) | undefined;
+  return {
+    wake: () => {
+      pending = true;
+      ring?.();
+    },
+    sleep: (ms) =>
+      new Promise<void>((resolve) => {
+        if (pending) {
+          pending = false;
+          resolve();
+          return;
+        }
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          ring = undefined;
+          pending = false;
+          resolve();
+        }
+        ring = done;
+      }),
   };
 }
